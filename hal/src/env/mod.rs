@@ -1,0 +1,23 @@
+//! Bootloader environments: a set of `name=value` variables that the updater loads
+//! whole and commits whole.
+//!
+//! Invariant of every [`EnvStore`]: `commit` is atomic across a power cut at any byte.
+//! After a cut, `load` returns either the state before the commit or the state after
+//! it, never a mix, never an error for a store that was valid before.
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+
+use crate::HalError;
+
+/// The variables of an environment, sorted by name.
+pub type EnvVars = BTreeMap<String, String>;
+
+/// A bootloader environment store.
+pub trait EnvStore {
+    /// Reads the current environment.
+    fn load(&mut self) -> Result<EnvVars, HalError>;
+    /// Replaces the whole environment with `vars`, atomically, and makes it durable.
+    fn commit(&mut self, vars: &EnvVars) -> Result<(), HalError>;
+    /// A short human description ("U-Boot env /dev/mmcblk0 @0x3f8000 (redundant)").
+    fn describe(&self) -> String;
+}

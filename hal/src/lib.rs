@@ -1,0 +1,26 @@
+//! bascule's hardware layer: the small traits the updater's core logic talks to, and
+//! their backends.
+//!
+//! - [`BlockDevice`]: a fixed-size byte range that can be read, written and synced
+//!   (a slot). Backends: [`FileBlock`] (a file, a window of a disk image, or a `/dev`
+//!   block device) and [`MemBlock`] (memory, for tests).
+//! - [`EnvStore`]: a bootloader environment that loads whole and commits whole, with
+//!   every commit atomic across a power cut. Backends live in [`env`].
+//!
+//! The codecs (U-Boot env, GRUB env, native env) are pure `from_bytes`/`to_bytes`
+//! functions over `alloc` types, so they build without `std` (`--no-default-features`)
+//! for use in a Rust bootloader. Everything that touches files is behind the `std`
+//! feature.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod block;
+pub mod env;
+pub mod error;
+
+pub use block::{BlockDevice, MemBlock};
+#[cfg(feature = "std")]
+pub use block::FileBlock;
+pub use env::{EnvStore, EnvVars};
+pub use error::HalError;

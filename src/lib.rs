@@ -1,0 +1,1 @@
+//! bascule: an A/B image updater.
