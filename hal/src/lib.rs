@@ -3,7 +3,8 @@
 //!
 //! - [`BlockDevice`]: a fixed-size byte range that can be read, written and synced
 //!   (a slot). Backends: [`FileBlock`] (a file, a window of a disk image, or a `/dev`
-//!   block device) and [`MemBlock`] (memory, for tests).
+//!   block device), [`MemBlock`] (memory, for tests) and [`FaultyBlock`] (memory that
+//!   cuts power at a chosen operation, for power-cut campaigns).
 //! - [`EnvStore`]: a bootloader environment that loads whole and commits whole, with
 //!   every commit atomic across a power cut. Backends live in [`env`].
 //!
@@ -19,8 +20,8 @@ pub mod block;
 pub mod env;
 pub mod error;
 
-pub use block::{BlockDevice, MemBlock};
 #[cfg(feature = "std")]
 pub use block::FileBlock;
+pub use block::{BlockDevice, CutPlan, FaultyBlock, MemBlock};
 pub use env::{EnvStore, EnvVars};
 pub use error::HalError;

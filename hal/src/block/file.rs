@@ -26,7 +26,12 @@ pub struct FileBlock {
 impl FileBlock {
     /// Opens `path` and exposes `len` bytes starting at `base` (all the rest of the
     /// file or device when `len` is `None`). The window must lie inside the file.
-    pub fn open(path: &Path, base: u64, len: Option<u64>, writable: bool) -> Result<Self, HalError> {
+    pub fn open(
+        path: &Path,
+        base: u64,
+        len: Option<u64>,
+        writable: bool,
+    ) -> Result<Self, HalError> {
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
@@ -43,7 +48,14 @@ impl FileBlock {
                 reason: format!("window {base}+{len} is beyond its size {total}"),
             });
         }
-        Ok(FileBlock { file, path: path.to_path_buf(), base, len, writable, poisoned: false })
+        Ok(FileBlock {
+            file,
+            path: path.to_path_buf(),
+            base,
+            len,
+            writable,
+            poisoned: false,
+        })
     }
 
     /// The path this device was opened from.
@@ -112,7 +124,12 @@ impl BlockDevice for FileBlock {
         if self.base == 0 {
             return self.path.display().to_string();
         }
-        format!("{}[{:#x}..+{:#x}]", self.path.display(), self.base, self.len)
+        format!(
+            "{}[{:#x}..+{:#x}]",
+            self.path.display(),
+            self.base,
+            self.len
+        )
     }
 }
 

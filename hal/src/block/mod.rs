@@ -7,7 +7,9 @@ use alloc::string::String;
 
 use crate::HalError;
 
+mod faulty;
 mod mem;
+pub use faulty::{cut_plans, BlockOp, CutPlan, FaultyBlock, Tear};
 pub use mem::MemBlock;
 
 #[cfg(feature = "std")]
