@@ -1,1 +1,2 @@
 //! bascule: an A/B image updater.
+pub mod slot;
