@@ -1,2 +1,3 @@
 //! bascule: an A/B image updater.
 pub mod slot;
+pub mod config;
