@@ -3,11 +3,22 @@
 //!
 //! Invariant of every [`EnvStore`]: `commit` is atomic across a power cut at any byte.
 //! After a cut, `load` returns either the state before the commit or the state after
-//! it, never a mix, never an error for a store that was valid before.
+//! it, never a mix, never an error for a store that was valid before. (The one exception,
+//! a single-copy U-Boot env, says so in [`EnvStore::describe`]; see [`uboot`].)
+//!
+//! Backends: [`uboot`] (U-Boot env on a block device), `grub` (grubenv file, `std`
+//! only) and `native` (bascule's own two-copy format). Each has a pure codec over
+//! `&[u8]` that builds without `std`; [`codec`] holds their shared errors.
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 
 use crate::HalError;
+
+pub mod codec;
+pub mod uboot;
+
+pub use codec::{DecodeError, EncodeError};
+pub use uboot::{UbootCodec, UbootEnv, UbootLayout};
 
 /// The variables of an environment, sorted by name.
 pub type EnvVars = BTreeMap<String, String>;
