@@ -1,3 +1,23 @@
-//! bascule: an A/B image updater.
-pub mod slot;
+//! bascule: an A/B image updater for embedded Linux.
+//!
+//! A signed bundle streams from a file, stdin or HTTP into the inactive slot; every
+//! byte is hashed as it is written; the slot is marked pending only after the whole
+//! image verified and was synced; the bootloader's try counter rolls back a slot that
+//! is never confirmed.
+//!
+//! Layout: [`bundle`] (wire format, signatures), [`slot`] (boot schemes and the slot
+//! state machine, pure), [`install`] (planning, pure; the streaming engine over `hal`
+//! traits), [`config`] and [`device`] (what `system.toml` describes, opened), [`ops`]
+//! (the commands' logic), [`cli`] (argument parsing and printing only).
+pub mod bundle;
+pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod device;
+pub mod error;
+pub mod install;
+pub mod ops;
+pub mod slot;
+pub mod source;
+
+pub use error::Error;

@@ -1,0 +1,175 @@
+//! The command line: argument parsing and printing only. Every command's logic lives
+//! in [`crate::ops`], [`crate::bundle`] or [`crate::demo`].
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use bascule_partitions::SlotName;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::bundle::Compression;
+use crate::config::{SystemConfig, DEFAULT_CONFIG_PATH};
+use crate::device::Device;
+use crate::install::{BarProgress, InstallOptions, JsonProgress, LogProgress, NoProgress, Progress};
+use crate::ops::{self, SlotSelector};
+use crate::Error;
+
+mod bundle_cmd;
+mod print;
+
+/// bascule: A/B image updates for embedded Linux that never brick the device.
+#[derive(Debug, Parser)]
+#[command(name = "bascule", version, about)]
+pub struct Cli {
+    /// Device configuration file.
+    #[arg(long, global = true, env = "BASCULE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a signing key pair: PATH.key (secret, mode 0600) and PATH.pub.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create or inspect bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Install a bundle (path, `-` for stdin, or http(s):// URL) into the inactive slot.
+    Install(InstallArgs),
+    /// Show the booted slot and the state of each slot.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Confirm a slot (default: the booted one): the bootloader keeps booting it.
+    MarkGood {
+        #[arg(default_value = "booted")]
+        slot: SlotSelector,
+    },
+    /// Mark a slot bad (default: the other one): the bootloader stops booting it.
+    MarkBad {
+        #[arg(default_value = "other")]
+        slot: SlotSelector,
+    },
+    /// Bootloader simulator: one power-on of a file-backed device (demos and tests).
+    SimulateBoot,
+    /// Run the full A/B cycle on a device made of local disk-image files.
+    Demo {
+        /// Where to create the demo device.
+        #[arg(long, default_value = "bascule-demo")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Build and sign a bundle from image files.
+    Create(bundle_cmd::CreateArgs),
+    /// Print a bundle's manifest and whether its signature verifies.
+    Info {
+        bundle: PathBuf,
+        /// Keyring directory to check the signature against.
+        #[arg(long)]
+        keyring: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Bundle path, `-` for stdin, or an http:// or https:// URL.
+    pub source: String,
+    /// Read and verify everything, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow a lower version than the running one (never below the security floor).
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Install even while the booted slot is still pending.
+    #[arg(long)]
+    pub force: bool,
+    /// Slot to write (default: the one not booted). The booted slot is always refused.
+    #[arg(long)]
+    pub slot: Option<SlotName>,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A bar on a terminal, log lines otherwise.
+    Auto,
+    Bar,
+    Log,
+    /// One JSON object per line on stdout.
+    Json,
+    None,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Keygen { out } => bundle_cmd::keygen(&out),
+        Command::Bundle(BundleCommand::Create(args)) => bundle_cmd::create(&args),
+        Command::Bundle(BundleCommand::Info { bundle, keyring, json }) => {
+            bundle_cmd::info(&bundle, keyring.as_deref(), json)
+        }
+        Command::Install(args) => install(&cli.config, &args),
+        Command::Status { json } => {
+            let report = ops::status(&mut open_device(&cli.config)?)?;
+            print::status(&report, json);
+            Ok(())
+        }
+        Command::MarkGood { slot } => {
+            let (slot, written) = ops::mark_good(&mut open_device(&cli.config)?, slot)?;
+            print::marked("good", slot, written);
+            Ok(())
+        }
+        Command::MarkBad { slot } => {
+            let (slot, written) = ops::mark_bad(&mut open_device(&cli.config)?, slot)?;
+            print::marked("bad", slot, written);
+            Ok(())
+        }
+        Command::SimulateBoot => {
+            let decision = ops::simulate_boot(&mut open_device(&cli.config)?)?;
+            print::boot_decision(decision);
+            Ok(())
+        }
+        Command::Demo { dir } => crate::demo::run(&dir),
+    }
+}
+
+fn open_device(config: &std::path::Path) -> Result<Device, Error> {
+    Ok(Device::open(SystemConfig::load(config)?)?)
+}
+
+fn install(config: &std::path::Path, args: &InstallArgs) -> Result<(), Error> {
+    let mut dev = open_device(config)?;
+    let opts = InstallOptions {
+        allow_downgrade: args.allow_downgrade,
+        force: args.force,
+        dry_run: args.dry_run,
+        target: args.slot,
+    };
+    let mut progress: Box<dyn Progress> = match args.progress {
+        ProgressMode::Auto if std::io::stderr().is_terminal() => Box::new(BarProgress::new()),
+        ProgressMode::Auto | ProgressMode::Log => Box::new(LogProgress::new()),
+        ProgressMode::Bar => Box::new(BarProgress::new()),
+        ProgressMode::Json => Box::new(JsonProgress::new()),
+        ProgressMode::None => Box::new(NoProgress),
+    };
+    let report = ops::install(&mut dev, &args.source, &opts, progress.as_mut())?;
+    print::installed(&report, args.progress == ProgressMode::Json);
+    Ok(())
+}
+
+/// Parses a `--compress` value.
+pub fn parse_compression(s: &str) -> Result<Compression, String> {
+    s.parse::<Compression>().map_err(|e| e.to_string())
+}

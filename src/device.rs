@@ -1,0 +1,146 @@
+//! The device as the config describes it: its boot environment store, its boot
+//! scheme, its slots and its security floor, opened from `system.toml`.
+//!
+//! This is the glue between the pure core (slot state machine, planner) and the hal
+//! backends; commands in [`crate::ops`] work on a [`Device`].
+use std::path::{Path, PathBuf};
+
+use bascule_hal::env::uboot::{UbootEnv, UbootLayout};
+use bascule_hal::{BlockDevice, EnvStore, FileBlock, HalError};
+use bascule_partitions::{Layout, SlotName};
+
+use crate::config::{BootEnvConfig, SystemConfig};
+use crate::install::SlotDevices;
+use crate::slot::{booted_slot, BootScheme, BootedSlotError, RaucGrub, RaucUboot};
+
+/// Why the device could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("boot environment: {0}")]
+    Env(#[from] HalError),
+    #[error("cannot read the kernel command line {path}: {message}")]
+    Cmdline { path: PathBuf, message: String },
+    #[error(transparent)]
+    Booted(#[from] BootedSlotError),
+    #[error("security floor {path}: {message}")]
+    Floor { path: PathBuf, message: String },
+}
+
+/// A device opened from its config.
+pub struct Device {
+    pub config: SystemConfig,
+    pub env: Box<dyn EnvStore + Send>,
+    pub scheme: Box<dyn BootScheme + Send + Sync>,
+}
+
+impl Device {
+    /// Opens the boot environment store the config names.
+    pub fn open(config: SystemConfig) -> Result<Device, DeviceError> {
+        let (env, scheme) = open_env(&config.bootenv)?;
+        Ok(Device { config, env, scheme })
+    }
+
+    /// The slot the running system booted from, from the kernel command line.
+    pub fn booted(&self) -> Result<SlotName, DeviceError> {
+        let path = &self.config.boot.cmdline;
+        let cmdline = std::fs::read_to_string(path)
+            .map_err(|e| DeviceError::Cmdline { path: path.clone(), message: e.to_string() })?;
+        let keys: Vec<&str> = self.config.boot.cmdline_keys.iter().map(String::as_str).collect();
+        Ok(booted_slot(&cmdline, &keys)?)
+    }
+
+    /// The lowest security version this device accepts (0 when never raised).
+    pub fn security_floor(&self) -> Result<u32, DeviceError> {
+        let path = self.floor_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map_err(|_| DeviceError::Floor {
+                path,
+                message: format!("{:?} is not a number", text.trim()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(DeviceError::Floor { path, message: e.to_string() }),
+        }
+    }
+
+    /// Raises the security floor to `value` (never lowers it), atomically.
+    pub fn raise_security_floor(&self, value: u32) -> Result<(), DeviceError> {
+        if value <= self.security_floor()? {
+            return Ok(());
+        }
+        let path = self.floor_path();
+        let err = |e: std::io::Error| DeviceError::Floor { path: path.clone(), message: e.to_string() };
+        std::fs::create_dir_all(&self.config.state_dir).map_err(err)?;
+        write_atomic(&path, format!("{value}\n").as_bytes()).map_err(err)
+    }
+
+    fn floor_path(&self) -> PathBuf {
+        self.config.state_dir.join("security-floor")
+    }
+
+    /// The slots of this device, for the install engine.
+    pub fn slots(&self) -> FileSlots {
+        FileSlots { layout: self.config.layout.clone() }
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+type EnvAndScheme = (Box<dyn EnvStore + Send>, Box<dyn BootScheme + Send + Sync>);
+
+fn open_env(cfg: &BootEnvConfig) -> Result<EnvAndScheme, HalError> {
+    match cfg {
+        BootEnvConfig::Uboot { path, offset, size, redundant_offset } => {
+            let dev = FileBlock::open(path, 0, None, true)?;
+            let size = usize::try_from(*size).map_err(|_| HalError::BadLayout {
+                what: path.display().to_string(),
+                reason: "size does not fit in memory".into(),
+            })?;
+            let layout = UbootLayout { offset: *offset, size, redundant_offset: *redundant_offset };
+            let env = UbootEnv::new(dev, layout)?;
+            if !env.is_power_safe() {
+                log::warn!("{}: a single-copy U-Boot environment is not safe across power cuts; configure redundant_offset", path.display());
+            }
+            Ok((Box::new(env), Box::new(RaucUboot)))
+        }
+        BootEnvConfig::Grub { .. } | BootEnvConfig::Native { .. } => {
+            let _ = RaucGrub;
+            Err(HalError::BadLayout { what: "bootenv".into(), reason: "backend not built yet".into() })
+        }
+    }
+}
+
+/// Slots that live in files or block devices, as the layout says.
+pub struct FileSlots {
+    layout: Layout,
+}
+
+impl SlotDevices for FileSlots {
+    fn slot_size(&mut self, class: &str, slot: SlotName) -> Result<Option<u64>, HalError> {
+        let Ok(pair) = self.layout.class(class) else { return Ok(None) };
+        let spec = pair.get(slot);
+        let dev = FileBlock::open(&spec.device, spec.offset, spec.size, false)?;
+        Ok(Some(dev.len()))
+    }
+
+    fn open_slot(&mut self, class: &str, slot: SlotName) -> Result<Box<dyn BlockDevice + Send>, HalError> {
+        let pair = self.layout.class(class).map_err(|e| HalError::BadLayout {
+            what: format!("slot class {class}"),
+            reason: e.to_string(),
+        })?;
+        let spec = pair.get(slot);
+        Ok(Box::new(FileBlock::open(&spec.device, spec.offset, spec.size, true)?))
+    }
+
+    fn classes(&self) -> Vec<String> {
+        self.layout.slots.keys().cloned().collect()
+    }
+}

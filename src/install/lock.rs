@@ -1,0 +1,60 @@
+//! The install lock: one install at a time per device.
+//!
+//! An exclusive, non-blocking `flock` on `state_dir/install.lock`, held for the life
+//! of [`InstallLock`]. The kernel drops it when the process dies (even by SIGKILL),
+//! so a crashed install never leaves a stale lock. The holder's pid is written into
+//! the file only to make the refusal message useful.
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::InstallError;
+
+/// A held install lock; released on drop.
+pub struct InstallLock {
+    _lock: Flock<File>,
+}
+
+impl InstallLock {
+    /// Takes the lock in `state_dir` (created if missing), or fails at once with
+    /// [`InstallError::Locked`] naming the holder.
+    pub fn acquire(state_dir: &Path) -> Result<InstallLock, InstallError> {
+        let path = state_dir.join("install.lock");
+        let io_err = |e: std::io::Error| InstallError::LockIo { path: path.display().to_string(), message: e.to_string() };
+        std::fs::create_dir_all(state_dir).map_err(io_err)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err)?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((mut file, _errno)) => {
+                let mut pid = String::new();
+                // The pid is only for the message; an unreadable file leaves it empty.
+                drop(file.read_to_string(&mut pid));
+                let pid = pid.trim();
+                let holder = if pid.is_empty() { String::new() } else { format!(" by pid {pid}") };
+                return Err(InstallError::Locked { path: path.display().to_string(), holder });
+            }
+        };
+        lock.set_len(0).map_err(io_err)?;
+        lock.rewind().map_err(io_err)?;
+        write!(lock, "{}", std::process::id()).map_err(io_err)?;
+        Ok(InstallLock { _lock: lock })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = InstallLock::acquire(dir.path()).unwrap();
+        let err = InstallLock::acquire(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("another install is running"), "{err}");
+        assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
+        drop(first);
+        assert!(InstallLock::acquire(dir.path()).is_ok());
+    }
+}

@@ -1,0 +1,63 @@
+//! The install engine: plan an install from a verified manifest, then stream the
+//! payload into the inactive slot and mark it pending.
+//!
+//! [`plan`] is pure (manifest + device state → plan or refusal); [`engine`] is the
+//! single driver that does I/O, over `hal` traits; [`lock`] keeps two installs from
+//! running at once; [`progress`] renders progress for people and machines.
+pub mod engine;
+pub mod lock;
+pub mod plan;
+pub mod progress;
+
+use bascule_hal::HalError;
+use bascule_partitions::SlotName;
+
+pub use engine::{hex, install, InstallOptions, InstallReport, InstallTarget, SlotDevices};
+pub use plan::{plan_install, InstallPlan, PlanError, PlanInput};
+pub use progress::{BarProgress, JsonProgress, LogProgress, NoProgress, Phase, Progress};
+
+use crate::bundle::BundleError;
+use crate::slot::SchemeError;
+
+/// Why an install failed. After the target was marked unbootable, a failure leaves it
+/// so: never pending.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("install refused: {0}")]
+    Plan(#[from] PlanError),
+    #[error("boot environment is not usable: {0}")]
+    Scheme(#[from] SchemeError),
+    #[error("cannot read the boot environment: {0}")]
+    EnvLoad(HalError),
+    #[error("cannot write the boot environment: {0}")]
+    EnvCommit(HalError),
+    #[error("slot {slot}: {source}")]
+    Slot { slot: SlotName, source: HalError },
+    #[error("image {image}: chunk at offset {offset} arrived out of order")]
+    OutOfOrder { image: usize, offset: u64 },
+    #[error("image {image}: {written} of {size} bytes written when the payload ended")]
+    ImageIncomplete { image: usize, written: u64, size: u64 },
+    #[error("image {image}: SHA-256 of the written image is {found}, the signed manifest says {expected}")]
+    ImageHash {
+        image: usize,
+        expected: String,
+        found: String,
+    },
+    #[error("another install is running (lock {path} held{holder})")]
+    Locked { path: String, holder: String },
+    #[error("cannot take the install lock {path}: {message}")]
+    LockIo { path: String, message: String },
+    /// A pipeline stage stopped because another one failed; never the reported cause
+    /// when a cause is known.
+    #[error("install pipeline stopped")]
+    Stopped,
+}
+
+impl InstallError {
+    /// Maps a hal error on slot `slot`.
+    pub fn slot(slot: SlotName) -> impl Fn(HalError) -> InstallError {
+        move |source| InstallError::Slot { slot, source }
+    }
+}
