@@ -1,0 +1,205 @@
+//! Writing a bundle: chunk, hash and compress the images, sign the manifest, write atomically.
+//!
+//! Images are read once; their stored chunks are spooled to an anonymous temporary file
+//! beside the output, because the manifest (which precedes the payload) is only known
+//! once every chunk is hashed. The bundle is written to a temporary file in the output
+//! directory, synced, then renamed over `out`: a reader never sees half a bundle.
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signer, SigningKey};
+use sha2::{Digest, Sha256};
+
+use super::format::{Header, FORMAT_VERSION, MAX_MANIFEST_LEN};
+use super::keys::KeyId;
+use super::manifest::{
+    ChunkEntry, Compression, ImageEntry, Manifest, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+};
+use super::reader::read_full;
+use super::{sha256, BundleError};
+
+/// What to put into a bundle.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub version: semver::Version,
+    pub compatible: String,
+    pub security_version: u32,
+    pub build_id: String,
+    /// (slot class, image file), in payload order.
+    pub images: Vec<(String, PathBuf)>,
+    pub compression: Compression,
+    /// Uncompressed bytes per chunk: a power of two in [4 KiB, 16 MiB].
+    pub chunk_size: u32,
+    /// zstd level, used with [`Compression::Zstd`].
+    pub zstd_level: i32,
+}
+
+/// Creates the bundle `out` signed with `key` and returns its manifest.
+///
+/// `created_unix` is `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
+pub fn create_bundle(
+    opts: &CreateOptions,
+    key: &SigningKey,
+    out: &Path,
+) -> Result<Manifest, BundleError> {
+    check_options(opts)?;
+    let out_dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let spool_ctx = || format!("spooling payload in {}", out_dir.display());
+    let mut spool = tempfile::tempfile_in(out_dir).map_err(|e| BundleError::io(spool_ctx(), e))?;
+    let mut images = Vec::with_capacity(opts.images.len());
+    {
+        let mut writer = BufWriter::new(&mut spool);
+        for (class, path) in &opts.images {
+            images.push(spool_image(opts, class, path, &mut writer)?);
+        }
+        writer
+            .flush()
+            .map_err(|e| BundleError::io(spool_ctx(), e))?;
+    }
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        required_features: 0,
+        version: opts.version.to_string(),
+        compatible: opts.compatible.clone(),
+        security_version: opts.security_version,
+        build_id: opts.build_id.clone(),
+        created_unix: created_unix(),
+        images,
+    };
+    manifest.validate()?;
+    let manifest_bytes = manifest.encode();
+    let manifest_len = u32::try_from(manifest_bytes.len())
+        .ok()
+        .filter(|&n| n <= MAX_MANIFEST_LEN)
+        .ok_or(BundleError::ManifestTooLarge {
+            len: u32::try_from(manifest_bytes.len()).unwrap_or(u32::MAX),
+            max: MAX_MANIFEST_LEN,
+        })?;
+    let signature = key.sign(&manifest_bytes).to_bytes();
+    let key_id = KeyId::of(&key.verifying_key());
+
+    spool
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| BundleError::io(spool_ctx(), e))?;
+    let out_ctx = || format!("writing bundle {}", out.display());
+    let io = |e| BundleError::io(out_ctx(), e);
+    let tmp = tempfile::NamedTempFile::new_in(out_dir).map_err(io)?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        w.write_all(&Header::new(manifest_len).encode())
+            .map_err(io)?;
+        w.write_all(&key_id.0).map_err(io)?;
+        w.write_all(&signature).map_err(io)?;
+        w.write_all(&manifest_bytes).map_err(io)?;
+        std::io::copy(&mut spool, &mut w).map_err(io)?;
+        w.flush().map_err(io)?;
+    }
+    let file = tmp.as_file();
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io)?;
+    file.sync_all().map_err(io)?;
+    tmp.persist(out).map_err(|e| io(e.error))?;
+    File::open(out_dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| BundleError::io(format!("syncing directory {}", out_dir.display()), e))?;
+    Ok(manifest)
+}
+
+fn check_options(opts: &CreateOptions) -> Result<(), BundleError> {
+    let cs = opts.chunk_size;
+    if !cs.is_power_of_two() || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&cs) {
+        return Err(BundleError::InvalidOptions(format!(
+            "chunk size {cs} is not a power of two in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"
+        )));
+    }
+    if opts.images.is_empty() {
+        return Err(BundleError::InvalidOptions("no images given".into()));
+    }
+    let levels = zstd::compression_level_range();
+    if opts.compression == Compression::Zstd && !levels.contains(&opts.zstd_level) {
+        return Err(BundleError::InvalidOptions(format!(
+            "zstd level {} outside {}..={}",
+            opts.zstd_level,
+            levels.start(),
+            levels.end()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads one image, writes its stored chunks to `spool`, and describes it.
+fn spool_image(
+    opts: &CreateOptions,
+    slot_class: &str,
+    path: &Path,
+    spool: &mut impl Write,
+) -> Result<ImageEntry, BundleError> {
+    let ctx = || format!("reading image {}", path.display());
+    let mut file = File::open(path).map_err(|e| BundleError::io(ctx(), e))?;
+    let mut compressor = match opts.compression {
+        Compression::None => None,
+        Compression::Zstd => Some(
+            zstd::bulk::Compressor::new(opts.zstd_level)
+                .map_err(|e| BundleError::InvalidOptions(format!("zstd: {e}")))?,
+        ),
+    };
+    let mut whole = Sha256::new();
+    let mut size = 0u64;
+    let mut chunks = Vec::new();
+    let mut buf = vec![0u8; opts.chunk_size as usize];
+    loop {
+        let n = read_full(&mut file, &mut buf).map_err(|e| BundleError::io(ctx(), e))?;
+        if n == 0 {
+            break;
+        }
+        let raw = &buf[..n];
+        whole.update(raw);
+        size += n as u64;
+        let compressed;
+        let stored = match compressor.as_mut() {
+            None => raw,
+            Some(c) => {
+                compressed = c
+                    .compress(raw)
+                    .map_err(|e| BundleError::io(format!("compressing {}", path.display()), e))?;
+                &compressed[..]
+            }
+        };
+        spool
+            .write_all(stored)
+            .map_err(|e| BundleError::io("spooling payload", e))?;
+        chunks.push(ChunkEntry {
+            sha256: sha256(raw),
+            stored_len: stored.len() as u32,
+        });
+        if n < buf.len() {
+            break;
+        }
+    }
+    Ok(ImageEntry {
+        slot_class: slot_class.to_string(),
+        size,
+        sha256: whole.finalize().into(),
+        compression: opts.compression,
+        chunk_size: opts.chunk_size,
+        chunks,
+    })
+}
+
+fn created_unix() -> u64 {
+    if let Some(epoch) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        return epoch;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
