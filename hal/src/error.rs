@@ -29,6 +29,9 @@ pub enum HalError {
     /// No copy of an environment could be read (all CRCs or headers bad).
     #[error("{store}: no valid copy of the environment ({detail})")]
     EnvCorrupt { store: String, detail: String },
+    /// The environment does not exist at all (a file-based store never provisioned).
+    #[error("{store}: environment does not exist (not provisioned yet?)")]
+    EnvMissing { store: String },
     /// The environment does not fit in the space the layout gives it.
     #[error("{store}: environment needs {needed} bytes but only {available} are available")]
     EnvTooLarge {

@@ -6,8 +6,8 @@
 //! it, never a mix, never an error for a store that was valid before. (The one exception,
 //! a single-copy U-Boot env, says so in [`EnvStore::describe`]; see [`uboot`].)
 //!
-//! Backends: [`uboot`] (U-Boot env on a block device), `grub` (grubenv file, `std`
-//! only) and `native` (bascule's own two-copy format). Each has a pure codec over
+//! Backends: [`uboot`] (U-Boot env on a block device), [`grub`] (a grubenv file
+//! behind [`EnvFiles`]) and `native` (bascule's own two-copy format). Each has a pure codec over
 //! `&[u8]` that builds without `std`; [`codec`] holds their shared errors.
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -15,9 +15,15 @@ use alloc::string::String;
 use crate::HalError;
 
 pub mod codec;
+pub mod files;
+pub mod grub;
 pub mod uboot;
 
 pub use codec::{DecodeError, EncodeError};
+#[cfg(feature = "std")]
+pub use files::DirFiles;
+pub use files::{EnvFiles, MemFiles};
+pub use grub::{GrubCodec, GrubEnv};
 pub use uboot::{UbootCodec, UbootEnv, UbootLayout};
 
 /// The variables of an environment, sorted by name.
