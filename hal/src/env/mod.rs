@@ -7,7 +7,7 @@
 //! a single-copy U-Boot env, says so in [`EnvStore::describe`]; see [`uboot`].)
 //!
 //! Backends: [`uboot`] (U-Boot env on a block device), [`grub`] (a grubenv file
-//! behind [`EnvFiles`]) and `native` (bascule's own two-copy format). Each has a pure codec over
+//! behind [`EnvFiles`]) and [`native`] (bascule's own two-copy format). Each has a pure codec over
 //! `&[u8]` that builds without `std`; [`codec`] holds their shared errors.
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -17,6 +17,7 @@ use crate::HalError;
 pub mod codec;
 pub mod files;
 pub mod grub;
+pub mod native;
 pub mod uboot;
 
 pub use codec::{DecodeError, EncodeError};
@@ -24,6 +25,7 @@ pub use codec::{DecodeError, EncodeError};
 pub use files::DirFiles;
 pub use files::{EnvFiles, MemFiles};
 pub use grub::{GrubCodec, GrubEnv};
+pub use native::{NativeCodec, NativeEnv, NativeLayout};
 pub use uboot::{UbootCodec, UbootEnv, UbootLayout};
 
 /// The variables of an environment, sorted by name.
