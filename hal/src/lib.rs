@@ -6,9 +6,10 @@
 //!   block device), [`MemBlock`] (memory, for tests) and [`FaultyBlock`] (memory that
 //!   cuts power at a chosen operation, for power-cut campaigns).
 //! - [`EnvStore`]: a bootloader environment that loads whole and commits whole, with
-//!   every commit atomic across a power cut. Backends live in [`env`].
+//!   every commit atomic across a power cut. Backends live in [`env`](mod@env): [`UbootEnv`],
+//!   [`GrubEnv`], [`NativeEnv`].
 //!
-//! The codecs (U-Boot env, GRUB env, native env) are pure `from_bytes`/`to_bytes`
+//! The codecs (U-Boot env, GRUB env, native env) are pure `encode`/`decode`
 //! functions over `alloc` types, so they build without `std` (`--no-default-features`)
 //! for use in a Rust bootloader. Everything that touches files is behind the `std`
 //! feature.
@@ -23,5 +24,5 @@ pub mod error;
 #[cfg(feature = "std")]
 pub use block::FileBlock;
 pub use block::{BlockDevice, CutPlan, FaultyBlock, MemBlock};
-pub use env::{EnvStore, EnvVars};
+pub use env::{EnvStore, EnvVars, GrubEnv, NativeEnv, UbootEnv};
 pub use error::HalError;
