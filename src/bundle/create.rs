@@ -15,9 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::format::{Header, FORMAT_VERSION, MAX_MANIFEST_LEN};
 use super::keys::KeyId;
-use super::manifest::{
-    ChunkEntry, Compression, ImageEntry, Manifest, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
-};
+use super::manifest::{ChunkEntry, Compression, ImageEntry, Manifest};
 use super::reader::read_full;
 use super::{sha256, BundleError};
 
@@ -39,7 +37,8 @@ pub struct CreateOptions {
 
 /// Creates the bundle `out` signed with `key` and returns its manifest.
 ///
-/// `created_unix` is `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
+/// The options are checked before any image is read. `created_unix` is
+/// `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
 pub fn create_bundle(
     opts: &CreateOptions,
     key: &SigningKey,
@@ -62,16 +61,10 @@ pub fn create_bundle(
             .flush()
             .map_err(|e| BundleError::io(spool_ctx(), e))?;
     }
-    let manifest = Manifest {
-        format: FORMAT_VERSION,
-        required_features: 0,
-        version: opts.version.to_string(),
-        compatible: opts.compatible.clone(),
-        security_version: opts.security_version,
-        build_id: opts.build_id.clone(),
-        created_unix: created_unix(),
-        images,
-    };
+    spool
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| BundleError::io(spool_ctx(), e))?;
+    let manifest = manifest_for(opts, images);
     manifest.validate()?;
     let manifest_bytes = manifest.encode();
     let manifest_len = u32::try_from(manifest_bytes.len())
@@ -81,23 +74,28 @@ pub fn create_bundle(
             len: u32::try_from(manifest_bytes.len()).unwrap_or(u32::MAX),
             max: MAX_MANIFEST_LEN,
         })?;
-    let signature = key.sign(&manifest_bytes).to_bytes();
-    let key_id = KeyId::of(&key.verifying_key());
+    let mut prefix = Header::new(manifest_len).encode().to_vec();
+    prefix.extend_from_slice(&KeyId::of(&key.verifying_key()).0);
+    prefix.extend_from_slice(&key.sign(&manifest_bytes).to_bytes());
+    prefix.extend_from_slice(&manifest_bytes);
+    write_atomically(out, out_dir, &prefix, &mut spool)?;
+    Ok(manifest)
+}
 
-    spool
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| BundleError::io(spool_ctx(), e))?;
-    let out_ctx = || format!("writing bundle {}", out.display());
-    let io = |e| BundleError::io(out_ctx(), e);
+/// Writes `prefix` then the rest of `payload` to a temporary file beside `out`, syncs
+/// it, renames it to `out` and syncs the directory.
+fn write_atomically(
+    out: &Path,
+    out_dir: &Path,
+    prefix: &[u8],
+    payload: &mut File,
+) -> Result<(), BundleError> {
+    let io = |e| BundleError::io(format!("writing bundle {}", out.display()), e);
     let tmp = tempfile::NamedTempFile::new_in(out_dir).map_err(io)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
-        w.write_all(&Header::new(manifest_len).encode())
-            .map_err(io)?;
-        w.write_all(&key_id.0).map_err(io)?;
-        w.write_all(&signature).map_err(io)?;
-        w.write_all(&manifest_bytes).map_err(io)?;
-        std::io::copy(&mut spool, &mut w).map_err(io)?;
+        w.write_all(prefix).map_err(io)?;
+        std::io::copy(payload, &mut w).map_err(io)?;
         w.flush().map_err(io)?;
     }
     let file = tmp.as_file();
@@ -107,19 +105,40 @@ pub fn create_bundle(
     tmp.persist(out).map_err(|e| io(e.error))?;
     File::open(out_dir)
         .and_then(|dir| dir.sync_all())
-        .map_err(|e| BundleError::io(format!("syncing directory {}", out_dir.display()), e))?;
-    Ok(manifest)
+        .map_err(|e| BundleError::io(format!("syncing directory {}", out_dir.display()), e))
 }
 
-fn check_options(opts: &CreateOptions) -> Result<(), BundleError> {
-    let cs = opts.chunk_size;
-    if !cs.is_power_of_two() || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&cs) {
-        return Err(BundleError::InvalidOptions(format!(
-            "chunk size {cs} is not a power of two in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"
-        )));
+fn manifest_for(opts: &CreateOptions, images: Vec<ImageEntry>) -> Manifest {
+    Manifest {
+        format: FORMAT_VERSION,
+        required_features: 0,
+        version: opts.version.to_string(),
+        compatible: opts.compatible.clone(),
+        security_version: opts.security_version,
+        build_id: opts.build_id.clone(),
+        created_unix: created_unix(),
+        images,
     }
-    if opts.images.is_empty() {
-        return Err(BundleError::InvalidOptions("no images given".into()));
+}
+
+/// Checks everything but the image contents: the manifest rules on a skeleton with
+/// empty images, and the zstd level.
+fn check_options(opts: &CreateOptions) -> Result<(), BundleError> {
+    let skeleton = opts
+        .images
+        .iter()
+        .map(|(class, _)| ImageEntry {
+            slot_class: class.clone(),
+            size: 0,
+            sha256: [0; 32],
+            compression: opts.compression,
+            chunk_size: opts.chunk_size,
+            chunks: Vec::new(),
+        })
+        .collect();
+    match manifest_for(opts, skeleton).validate() {
+        Err(BundleError::ManifestInvalid(msg)) => return Err(BundleError::InvalidOptions(msg)),
+        other => other?,
     }
     let levels = zstd::compression_level_range();
     if opts.compression == Compression::Zstd && !levels.contains(&opts.zstd_level) {

@@ -254,10 +254,12 @@ pub fn decode_chunk(
                 Ok(n) if n == stored.len() => {}
                 _ => return Err(fail("stored bytes are not exactly one zstd frame".into())),
             }
-            out.resize(raw_len, 0);
+            // zstd writes into the spare capacity and never grows the Vec: the output is
+            // bounded by max(raw_len, capacity already held), whatever the frame claims.
+            out.reserve_exact(raw_len);
             let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| fail(e.to_string()))?;
             let n = dctx
-                .decompress_to_buffer(stored, &mut out[..])
+                .decompress_to_buffer(stored, out)
                 .map_err(|e| fail(format!("{e} (limit: {raw_len} bytes)")))?;
             if n != raw_len {
                 return Err(fail(format!(
