@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bascule_hal::{BlockDevice, EnvVars, FileBlock};
+use bascule_hal::{BlockDevice, FileBlock};
 use bascule_partitions::SlotName;
 
 use crate::bundle::{self, Compression, CreateOptions};
@@ -18,7 +18,7 @@ use crate::config::SystemConfig;
 use crate::device::Device;
 use crate::install::{InstallOptions, NoProgress};
 use crate::ops::{self, SlotSelector};
-use crate::slot::{state, BootDecision, InstalledImage, RaucUboot, SlotState};
+use crate::slot::{BootDecision, SlotState};
 use crate::Error;
 
 const SLOT_SIZE: u64 = 32 << 20;
@@ -180,12 +180,7 @@ fn provision_v1(dir: &Path, dev: &mut Device) -> Result<(), Error> {
     let mut slot = FileBlock::open(&spec.device, spec.offset, spec.size, true)?;
     slot.write_at(0, &bytes)?;
     slot.sync()?;
-    let v1 = InstalledImage { version: "1.0.0".into(), security_version: 0 };
-    let pending = state::mark_pending(&RaucUboot, &EnvVars::new(), SlotName::A, &v1, dev.config.boot.attempts);
-    let good = state::confirm(&RaucUboot, &pending, SlotName::A, dev.config.boot.attempts).unwrap_or(pending);
-    let mut initial = state::begin_install(&RaucUboot, &good, SlotName::B);
-    initial.insert("bootdelay".into(), "1".into());
-    dev.env.commit(&initial)?;
+    ops::init_env(dev, SlotName::A, Some("1.0.0"), true)?;
     expect_state(dev, SlotName::A, |s| *s == SlotState::Good, "A good")
 }
 

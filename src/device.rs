@@ -5,7 +5,7 @@
 //! backends; commands in [`crate::ops`] work on a [`Device`].
 use std::path::{Path, PathBuf};
 
-use bascule_hal::env::uboot::{UbootEnv, UbootLayout};
+use bascule_hal::env::{DirFiles, GrubCodec, GrubEnv, NativeEnv, NativeLayout, UbootEnv, UbootLayout};
 use bascule_hal::{BlockDevice, EnvStore, FileBlock, HalError};
 use bascule_partitions::{Layout, SlotName};
 
@@ -100,22 +100,38 @@ fn open_env(cfg: &BootEnvConfig) -> Result<EnvAndScheme, HalError> {
     match cfg {
         BootEnvConfig::Uboot { path, offset, size, redundant_offset } => {
             let dev = FileBlock::open(path, 0, None, true)?;
-            let size = usize::try_from(*size).map_err(|_| HalError::BadLayout {
-                what: path.display().to_string(),
-                reason: "size does not fit in memory".into(),
-            })?;
-            let layout = UbootLayout { offset: *offset, size, redundant_offset: *redundant_offset };
+            let layout = UbootLayout { offset: *offset, size: env_size(path, *size)?, redundant_offset: *redundant_offset };
             let env = UbootEnv::new(dev, layout)?;
             if !env.is_power_safe() {
-                log::warn!("{}: a single-copy U-Boot environment is not safe across power cuts; configure redundant_offset", path.display());
+                log::warn!(
+                    "{}: a single-copy U-Boot environment is not safe across power cuts; configure redundant_offset",
+                    path.display()
+                );
             }
             Ok((Box::new(env), Box::new(RaucUboot)))
         }
-        BootEnvConfig::Grub { .. } | BootEnvConfig::Native { .. } => {
-            let _ = RaucGrub;
-            Err(HalError::BadLayout { what: "bootenv".into(), reason: "backend not built yet".into() })
+        BootEnvConfig::Grub { path } => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| HalError::BadLayout {
+                what: path.display().to_string(),
+                reason: "a GRUB environment path must end in a file name".into(),
+            })?;
+            let env = GrubEnv::with_names(DirFiles::new(dir), name, GrubCodec::default());
+            Ok((Box::new(env), Box::new(RaucGrub)))
+        }
+        BootEnvConfig::Native { path, offset, size, second_offset } => {
+            let dev = FileBlock::open(path, 0, None, true)?;
+            let layout = NativeLayout { offsets: [*offset, *second_offset], size: env_size(path, *size)? };
+            Ok((Box::new(NativeEnv::new(dev, layout)?), Box::new(RaucUboot)))
         }
     }
+}
+
+fn env_size(path: &Path, size: u64) -> Result<usize, HalError> {
+    usize::try_from(size).map_err(|_| HalError::BadLayout {
+        what: path.display().to_string(),
+        reason: format!("environment size {size} does not fit in memory"),
+    })
 }
 
 /// Slots that live in files or block devices, as the layout says.

@@ -179,3 +179,30 @@ pub fn simulate_boot(dev: &mut Device) -> Result<BootDecision, Error> {
     crate::device::write_atomic(&cmdline, line.as_bytes()).map_err(Error::io(format!("write {}", cmdline.display())))?;
     Ok(decision)
 }
+
+/// Writes a complete first boot state: `good` confirmed (holding `version`, if
+/// known), the other slot bad. Refuses to replace a readable state unless `force`:
+/// a factory step, never an update step.
+pub fn init_env(dev: &mut Device, good: SlotName, version: Option<&str>, force: bool) -> Result<(), Error> {
+    let current = dev.env.load();
+    if let Ok(vars) = &current {
+        if !force && BootState::read(dev.scheme.as_ref(), vars).is_ok() {
+            return Err(Error::Usage(format!(
+                "{} already holds a boot state; pass --force to replace it",
+                dev.env.describe()
+            )));
+        }
+    }
+    let keep = current.unwrap_or_default();
+    let scheme = dev.scheme.as_ref();
+    let attempts = dev.config.boot.attempts;
+    let image = state::InstalledImage { version: version.unwrap_or("").to_string(), security_version: 0 };
+    let mut vars = state::mark_pending(scheme, &keep, good, &image, attempts);
+    if version.is_none() {
+        vars.retain(|k, _| !k.starts_with("BASCULE_") || k == "BASCULE_PENDING");
+    }
+    let vars = state::confirm(scheme, &vars, good, attempts).unwrap_or(vars);
+    let vars = state::begin_install(scheme, &vars, good.other());
+    dev.env.commit(&vars)?;
+    Ok(())
+}

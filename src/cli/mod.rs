@@ -57,6 +57,18 @@ pub enum Command {
     },
     /// Bootloader simulator: one power-on of a file-backed device (demos and tests).
     SimulateBoot,
+    /// Factory step: write a complete first boot state (GOOD confirmed, the other slot bad).
+    InitEnv {
+        /// The slot that holds a working system.
+        #[arg(long)]
+        good: SlotName,
+        /// The version installed in that slot, if known.
+        #[arg(long)]
+        version: Option<String>,
+        /// Replace a boot state that is already readable.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the full A/B cycle on a device made of local disk-image files.
     Demo {
         /// Where to create the demo device.
@@ -139,6 +151,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::SimulateBoot => {
             let decision = ops::simulate_boot(&mut open_device(&cli.config)?)?;
             print::boot_decision(decision);
+            Ok(())
+        }
+        Command::InitEnv { good, version, force } => {
+            ops::init_env(&mut open_device(&cli.config)?, good, version.as_deref(), force)?;
+            println!("boot environment initialised: slot {good} good, slot {} bad", good.other());
             Ok(())
         }
         Command::Demo { dir } => crate::demo::run(&dir),
