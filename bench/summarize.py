@@ -23,7 +23,7 @@ for r in csv.DictReader(open(path)):
     per_round[r["round"]][r["method"]] = float(r["mb_per_s"])
 
 methods = [m for m in order if m in rows] + [m for m in rows if m not in order]
-print(f"{'method':30s} {'n':>2s} {'MB/s':>6s} {'(min-max)':>11s} {'wall s':>7s} {'CPU s/GiB':>9s} {'peak RSS MiB':>12s}")
+print(f"{'method':30s} {'n':>2s} {'MB/s':>6s} {'(min-max)':>11s} {'wall s':>7s} {'CPU s/GiB':>9s} {'peak RSS MiB':>12s} {'anon MiB':>8s}")
 med = {}
 for m in methods:
     v = rows[m]
@@ -32,8 +32,9 @@ for m in methods:
     wall = st.median(float(x["wall_s"]) for x in v)
     cpu = st.median(float(x["cpu_s"]) for x in v) / gib
     rss = max(int(x["rss_kib"]) for x in v) / 1024
+    anon = max(int(x.get("anon_kib") or 0) for x in v) / 1024
     note = f"  ({failed[m]} failed)" if failed[m] else ""
-    print(f"{labels[m]:30s} {len(v):2d} {med[m]:6.0f} {f'({min(mbs):.0f}-{max(mbs):.0f})':>11s} {wall:7.2f} {cpu:9.2f} {rss:12.1f}{note}")
+    print(f"{labels[m]:30s} {len(v):2d} {med[m]:6.0f} {f'({min(mbs):.0f}-{max(mbs):.0f})':>11s} {wall:7.2f} {cpu:9.2f} {rss:12.1f} {anon:8.1f}{note}")
 for m in failed:
     if m not in rows:
         print(f"{labels[m]:30s}  0  all {failed[m]} runs failed")
