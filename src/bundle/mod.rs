@@ -1,7 +1,7 @@
 //! Signed, streaming release bundles: create them, authenticate them, read them front to back.
 //!
 //! A bundle is `header | signature block | manifest | payload` (byte layout in
-//! [`format`] and `docs/bundle-format.md`). The reader never seeks, so a bundle can come
+//! [`format`](mod@format) and `docs/bundle-format.md`). The reader never seeks, so a bundle can come
 //! from stdin or an HTTP body.
 //!
 //! Invariants every reader path keeps:
