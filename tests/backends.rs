@@ -26,12 +26,18 @@ fn status(config: &Path) -> serde_json::Value {
 }
 
 fn slot_state(status: &serde_json::Value, slot: usize) -> String {
-    status["slots"][slot]["state"].as_str().unwrap_or_default().to_string()
+    status["slots"][slot]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Writes a device with `bootenv` (a TOML table body) and returns its config path.
 fn device(dir: &Path, bootenv: &str) -> PathBuf {
-    std::fs::File::create(dir.join("disk.img")).unwrap().set_len(2 * SLOT).unwrap();
+    std::fs::File::create(dir.join("disk.img"))
+        .unwrap()
+        .set_len(2 * SLOT)
+        .unwrap();
     std::fs::write(dir.join("cmdline"), "quiet bascule.slot=A\n").unwrap();
     std::fs::create_dir_all(dir.join("keys")).unwrap();
     let config = dir.join("system.toml");
@@ -42,22 +48,38 @@ fn device(dir: &Path, bootenv: &str) -> PathBuf {
     );
     std::fs::write(&config, text).unwrap();
     let key = dir.join("release");
-    ok(bascule(&config, &["keygen", "--out", key.to_str().unwrap()]));
+    ok(bascule(
+        &config,
+        &["keygen", "--out", key.to_str().unwrap()],
+    ));
     std::fs::copy(dir.join("release.pub"), dir.join("keys/release.pub")).unwrap();
     config
 }
 
 fn bundle(dir: &Path, config: &Path, version: &str) -> PathBuf {
     let image = dir.join(format!("image-{version}"));
-    let bytes: Vec<u8> = (0..SLOT / 2 + 123).map(|i| (i * 31 + version.len() as u64) as u8).collect();
+    let bytes: Vec<u8> = (0..SLOT / 2 + 123)
+        .map(|i| (i * 31 + version.len() as u64) as u8)
+        .collect();
     std::fs::write(&image, bytes).unwrap();
     let out = dir.join(format!("{version}.bundle"));
     let key = dir.join("release.key");
     ok(bascule(
         config,
         &[
-            "bundle", "create", "--key", key.to_str().unwrap(), "--version", version, "--compatible", "board",
-            "--image", &format!("rootfs={}", image.display()), "--chunk-size", "65536", "--out",
+            "bundle",
+            "create",
+            "--key",
+            key.to_str().unwrap(),
+            "--version",
+            version,
+            "--compatible",
+            "board",
+            "--image",
+            &format!("rootfs={}", image.display()),
+            "--chunk-size",
+            "65536",
+            "--out",
             out.to_str().unwrap(),
         ],
     ));
@@ -66,14 +88,20 @@ fn bundle(dir: &Path, config: &Path, version: &str) -> PathBuf {
 
 /// init-env → install → simulate-boot → mark-good, checking status at each step.
 fn update_cycle(dir: &Path, config: &Path) {
-    ok(bascule(config, &["init-env", "--good", "A", "--version", "1.0.0"]));
+    ok(bascule(
+        config,
+        &["init-env", "--good", "A", "--version", "1.0.0"],
+    ));
     let st = status(config);
     assert_eq!(st["booted"], "A");
     assert_eq!(slot_state(&st, 0), "good");
     assert_eq!(slot_state(&st, 1), "bad");
 
     let b = bundle(dir, config, "2.0.0");
-    ok(bascule(config, &["install", b.to_str().unwrap(), "--progress", "none"]));
+    ok(bascule(
+        config,
+        &["install", b.to_str().unwrap(), "--progress", "none"],
+    ));
     let st = status(config);
     assert_eq!(slot_state(&st, 1), "pending", "{st}");
     assert_eq!(st["slots"][1]["version"], "2.0.0");
@@ -88,14 +116,23 @@ fn update_cycle(dir: &Path, config: &Path) {
 }
 
 fn tool(name: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
 fn uboot_redundant_cycle_and_fw_printenv_agrees() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::File::create(dir.path().join("uboot.env")).unwrap().set_len(0x8000).unwrap();
-    let config = device(dir.path(), "backend = \"uboot\"\npath = \"uboot.env\"\nsize = 0x4000\nredundant_offset = 0x4000");
+    std::fs::File::create(dir.path().join("uboot.env"))
+        .unwrap()
+        .set_len(0x8000)
+        .unwrap();
+    let config = device(
+        dir.path(),
+        "backend = \"uboot\"\npath = \"uboot.env\"\nsize = 0x4000\nredundant_offset = 0x4000",
+    );
     update_cycle(dir.path(), &config);
     if !tool("fw_printenv") {
         eprintln!("fw_printenv not installed: skipping the U-Boot tool check");
@@ -103,8 +140,16 @@ fn uboot_redundant_cycle_and_fw_printenv_agrees() {
     }
     let env = dir.path().join("uboot.env");
     let fw_config = dir.path().join("fw_env.config");
-    std::fs::write(&fw_config, format!("{0} 0x0 0x4000\n{0} 0x4000 0x4000\n", env.display())).unwrap();
-    let out = Command::new("fw_printenv").arg("-c").arg(&fw_config).output().unwrap();
+    std::fs::write(
+        &fw_config,
+        format!("{0} 0x0 0x4000\n{0} 0x4000 0x4000\n", env.display()),
+    )
+    .unwrap();
+    let out = Command::new("fw_printenv")
+        .arg("-c")
+        .arg(&fw_config)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("BOOT_ORDER=B A"), "{text}");
     assert!(text.contains("BOOT_B_LEFT=3"), "{text}");
@@ -120,18 +165,30 @@ fn grub_cycle_and_grub_editenv_agrees() {
         eprintln!("grub-editenv not installed: skipping the GRUB tool check");
         return;
     }
-    let out = Command::new("grub-editenv").arg(dir.path().join("grubenv")).arg("list").output().unwrap();
+    let out = Command::new("grub-editenv")
+        .arg(dir.path().join("grubenv"))
+        .arg("list")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ORDER=B A"), "{text}");
-    assert!(text.contains("B_OK=1") && text.contains("B_TRY=0"), "{text}");
+    assert!(
+        text.contains("B_OK=1") && text.contains("B_TRY=0"),
+        "{text}"
+    );
 }
 
 #[test]
 fn native_cycle() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::File::create(dir.path().join("native.env")).unwrap().set_len(0x2000).unwrap();
-    let config =
-        device(dir.path(), "backend = \"native\"\npath = \"native.env\"\nsize = 0x1000\nsecond_offset = 0x1000");
+    std::fs::File::create(dir.path().join("native.env"))
+        .unwrap()
+        .set_len(0x2000)
+        .unwrap();
+    let config = device(
+        dir.path(),
+        "backend = \"native\"\npath = \"native.env\"\nsize = 0x1000\nsecond_offset = 0x1000",
+    );
     update_cycle(dir.path(), &config);
 }
 

@@ -1,0 +1,563 @@
+//! Shared fixture for the end-to-end tests: a small file-backed device in a tempdir,
+//! driven through the `bascule` binary.
+//!
+//! The device: `disk.img` holding slots A and B (4 MiB each by default, as windows of
+//! one file), a redundant U-Boot environment `uboot.env` (two 16 KiB copies), a keyring
+//! with one key made by `bascule keygen`, `system.toml`, and a `cmdline` file naming
+//! the booted slot. At the start A holds "v1" (random bytes), is good and booted, and
+//! B holds other random bytes and is not in the boot order, as after provisioning.
+//!
+//! What every failure test checks is [`Fixture::assert_nothing_lost`]: the booted
+//! slot's bytes are identical, and the environment is either unchanged or differs only
+//! by the target having been marked unbootable; never pending.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use bascule::config::SystemConfig;
+use bascule::device::Device;
+use bascule::slot::{state, BootState, InstalledImage, RaucUboot, SlotState};
+use bascule_hal::EnvVars;
+use bascule_partitions::SlotName;
+use sha2::{Digest, Sha256};
+
+/// The `compatible` string of the test device.
+pub const COMPATIBLE: &str = "bascule-test-board";
+/// Default slot size: 4 MiB.
+pub const SLOT_SIZE: u64 = 4 << 20;
+/// Size of one copy of the U-Boot environment.
+pub const ENV_SIZE: u64 = 0x4000;
+/// Boot attempts a new slot gets.
+pub const ATTEMPTS: u8 = 3;
+/// Version provisioned into slot A.
+pub const V1: &str = "1.0.0";
+
+/// The outcome of one `bascule` run.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics unless the run exited 0.
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "bascule failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Panics unless the run exited non-zero and its stderr contains every one of
+    /// `needles` (case-insensitive).
+    #[track_caller]
+    pub fn fails_with(self, needles: &[&str]) -> Run {
+        assert_ne!(
+            self.code, 0,
+            "bascule succeeded but should have failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        let err = self.stderr.to_lowercase();
+        for needle in needles {
+            assert!(
+                err.contains(&needle.to_lowercase()),
+                "stderr does not name {needle:?}:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+}
+
+/// Options for `bascule bundle create`.
+#[derive(Debug, Clone)]
+pub struct BundleOpts {
+    pub version: String,
+    pub compatible: String,
+    pub compress: &'static str,
+    pub chunk_size: u32,
+    pub security_version: u32,
+    /// Secret key; `None` means the fixture's key.
+    pub key: Option<PathBuf>,
+    pub class: String,
+}
+
+impl Default for BundleOpts {
+    fn default() -> Self {
+        BundleOpts {
+            version: "2.0.0".into(),
+            compatible: COMPATIBLE.into(),
+            compress: "zstd",
+            chunk_size: 64 << 10,
+            security_version: 0,
+            key: None,
+            class: "rootfs".into(),
+        }
+    }
+}
+
+impl BundleOpts {
+    pub fn version(mut self, v: &str) -> Self {
+        self.version = v.into();
+        self
+    }
+    pub fn compress(mut self, c: &'static str) -> Self {
+        self.compress = c;
+        self
+    }
+    pub fn secver(mut self, n: u32) -> Self {
+        self.security_version = n;
+        self
+    }
+    pub fn compatible(mut self, c: &str) -> Self {
+        self.compatible = c.into();
+        self
+    }
+    pub fn key(mut self, k: &Path) -> Self {
+        self.key = Some(k.to_path_buf());
+        self
+    }
+    pub fn chunk_size(mut self, n: u32) -> Self {
+        self.chunk_size = n;
+        self
+    }
+}
+
+/// What "nothing lost" is compared against: slot hashes and the environment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub slot_sha: [String; 2],
+    pub env: EnvVars,
+    pub env_file: Vec<u8>,
+    pub booted: SlotName,
+}
+
+/// A file-backed test device.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub slot_size: u64,
+    /// The signing key the device trusts (`.key`).
+    pub key: PathBuf,
+    counter: std::cell::Cell<u32>,
+}
+
+impl Fixture {
+    /// A device with 4 MiB slots, A good and booted.
+    pub fn new() -> Fixture {
+        Fixture::with_slot_size(SLOT_SIZE)
+    }
+
+    /// A device with `slot_size`-byte slots, A good and booted.
+    pub fn with_slot_size(slot_size: u64) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fx = Fixture {
+            key: dir.path().join("signing/release.key"),
+            dir,
+            slot_size,
+            counter: std::cell::Cell::new(0),
+        };
+        fx.create_files();
+        fx.provision();
+        fx
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("system.toml")
+    }
+
+    fn create_files(&self) {
+        let sized = |name: &str, len: u64| {
+            let f = std::fs::File::create(self.path(name)).expect("create");
+            f.set_len(len).expect("set_len");
+        };
+        sized("disk.img", 2 * self.slot_size);
+        sized("uboot.env", 2 * ENV_SIZE);
+        std::fs::write(self.config(), self.system_toml("disk.img", "disk.img"))
+            .expect("write config");
+        self.set_cmdline("console=ttyS0 bascule.slot=A\n");
+        for sub in ["keyring", "signing", "state", "images", "bundles"] {
+            std::fs::create_dir_all(self.path(sub)).expect("mkdir");
+        }
+        self.keygen(&self.path("signing/release"));
+        std::fs::copy(
+            self.path("signing/release.pub"),
+            self.path("keyring/release.pub"),
+        )
+        .expect("copy pub");
+    }
+
+    /// The system.toml text with slot A on `dev_a` at 0 and B on `dev_b` after it.
+    pub fn system_toml(&self, dev_a: &str, dev_b: &str) -> String {
+        let size = self.slot_size;
+        format!(
+            r#"compatible = "{COMPATIBLE}"
+keyring = "keyring"
+state_dir = "state"
+
+[boot]
+cmdline = "cmdline"
+attempts = {ATTEMPTS}
+
+[bootenv]
+backend = "uboot"
+path = "uboot.env"
+size = {ENV_SIZE}
+redundant_offset = {ENV_SIZE}
+
+[slots.rootfs.A]
+device = "{dev_a}"
+offset = 0
+size = {size}
+
+[slots.rootfs.B]
+device = "{dev_b}"
+offset = {size}
+size = {size}
+"#
+        )
+    }
+
+    /// Raw-writes random v1 into A and random bytes into B, then writes the env a
+    /// provisioning station would: A good with v1, B not bootable.
+    fn provision(&self) {
+        let mut disk = xorshift_bytes(0xA1, self.slot_size as usize);
+        disk.extend(xorshift_bytes(0xB2, self.slot_size as usize));
+        std::fs::write(self.path("disk.img"), disk).expect("write disk");
+        let v1 = InstalledImage {
+            version: V1.into(),
+            security_version: 0,
+        };
+        let pending = state::mark_pending(&RaucUboot, &EnvVars::new(), SlotName::A, &v1, ATTEMPTS);
+        let good = state::confirm(&RaucUboot, &pending, SlotName::A, ATTEMPTS).unwrap_or(pending);
+        let initial = state::begin_install(&RaucUboot, &good, SlotName::B);
+        self.commit_env(&initial);
+        assert_eq!(self.slot_state(SlotName::A), SlotState::Good);
+    }
+
+    fn device(&self) -> Device {
+        let cfg = SystemConfig::load(&self.config()).expect("load config");
+        Device::open(cfg).expect("open device")
+    }
+
+    /// The boot environment, read through the library.
+    pub fn env(&self) -> EnvVars {
+        self.device().env.load().expect("load env")
+    }
+
+    /// Replaces the boot environment.
+    pub fn commit_env(&self, vars: &EnvVars) {
+        self.device().env.commit(vars).expect("commit env");
+    }
+
+    /// The boot state the env describes.
+    pub fn boot_state(&self) -> BootState {
+        BootState::read(&RaucUboot, &self.env()).expect("read boot state")
+    }
+
+    pub fn slot_state(&self, slot: SlotName) -> SlotState {
+        self.boot_state().slot(slot).state.clone()
+    }
+
+    pub fn set_cmdline(&self, text: &str) {
+        std::fs::write(self.path("cmdline"), text).expect("write cmdline");
+    }
+
+    /// The slot named on the cmdline.
+    pub fn booted(&self) -> SlotName {
+        let text = std::fs::read_to_string(self.path("cmdline")).expect("read cmdline");
+        bascule::slot::booted_slot(&text, &["bascule.slot"]).expect("cmdline names a slot")
+    }
+
+    /// All bytes of `slot`.
+    pub fn slot_bytes(&self, slot: SlotName) -> Vec<u8> {
+        let disk = std::fs::read(self.path("disk.img")).expect("read disk");
+        let start = (slot.index() as u64 * self.slot_size) as usize;
+        disk[start..start + self.slot_size as usize].to_vec()
+    }
+
+    /// SHA-256 (hex) of all bytes of `slot`.
+    pub fn slot_sha(&self, slot: SlotName) -> String {
+        sha256_hex(&self.slot_bytes(slot))
+    }
+
+    /// SHA-256 (hex) of the first `len` bytes of `slot`, read without loading the slot.
+    pub fn slot_prefix_sha(&self, slot: SlotName, len: u64) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(self.path("disk.img")).expect("open disk");
+        f.seek(SeekFrom::Start(slot.index() as u64 * self.slot_size))
+            .expect("seek");
+        let mut hasher = Sha256::new();
+        let mut left = len;
+        let mut buf = vec![0u8; 1 << 20];
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            f.read_exact(&mut buf[..n]).expect("read slot");
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        hex(&hasher.finalize())
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            slot_sha: [self.slot_sha(SlotName::A), self.slot_sha(SlotName::B)],
+            env: self.env(),
+            env_file: std::fs::read(self.path("uboot.env")).expect("read env file"),
+            booted: self.booted(),
+        }
+    }
+
+    /// After a failed install into `target`: the booted slot is byte-identical; the
+    /// environment is unchanged or only marks `target` unbootable; `target` is not
+    /// pending.
+    #[track_caller]
+    pub fn assert_nothing_lost(&self, before: &Snapshot, target: SlotName) {
+        let booted = before.booted;
+        assert_eq!(self.booted(), booted, "cmdline changed");
+        assert_eq!(
+            self.slot_sha(booted),
+            before.slot_sha[booted.index()],
+            "booted slot {booted} was modified"
+        );
+        let env = self.env();
+        let marked_bad = state::begin_install(&RaucUboot, &before.env, target);
+        assert!(
+            env == before.env || env == marked_bad,
+            "environment changed beyond marking {target} bad:\nbefore: {:?}\nafter:  {env:?}",
+            before.env
+        );
+        let st = BootState::read(&RaucUboot, &env).expect("boot state");
+        assert!(
+            !matches!(st.slot(target).state, SlotState::Pending { .. }),
+            "target {target} is pending after a failed install"
+        );
+        assert_ne!(st.pending, Some(target), "BASCULE_PENDING names {target}");
+        assert_eq!(
+            st.slot(booted).state,
+            before_state(before, booted),
+            "booted slot state changed"
+        );
+    }
+
+    /// Nothing at all was written: both slots and the env file are byte-identical.
+    #[track_caller]
+    pub fn assert_untouched(&self, before: &Snapshot) {
+        assert_eq!(
+            self.slot_sha(SlotName::A),
+            before.slot_sha[0],
+            "slot A was modified"
+        );
+        assert_eq!(
+            self.slot_sha(SlotName::B),
+            before.slot_sha[1],
+            "slot B was modified"
+        );
+        let env_file = std::fs::read(self.path("uboot.env")).expect("read env file");
+        assert!(
+            env_file == before.env_file,
+            "the environment file was written"
+        );
+    }
+
+    /// A `bascule` command for this device (config set, no terminal progress).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bascule"));
+        cmd.args(args)
+            .env("BASCULE_CONFIG", self.config())
+            .env("RUST_LOG", "info")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `bascule ARGS` and captures its result.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from_output(self.cmd(args).output().expect("spawn bascule"))
+    }
+
+    /// Runs `bascule ARGS` with `input` on stdin.
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bascule");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        // A failing install may stop reading early; a broken pipe is expected then.
+        let feeder = std::thread::spawn(move || stdin.write_all(&input).is_ok());
+        let out = child.wait_with_output().expect("wait bascule");
+        feeder.join().expect("feeder thread");
+        Run::from_output(out)
+    }
+
+    /// `bascule keygen --out PATH` (writes PATH.key and PATH.pub).
+    pub fn keygen(&self, out: &Path) {
+        self.run(&["keygen", "--out", &out.display().to_string()])
+            .ok();
+    }
+
+    /// Writes a random image of `len` bytes and returns its path.
+    pub fn image(&self, len: usize, seed: u64) -> PathBuf {
+        let path = self.path(&format!("images/image-{seed}-{len}.img"));
+        std::fs::write(&path, xorshift_bytes(seed, len)).expect("write image");
+        path
+    }
+
+    /// `bascule bundle create` of `image` with `opts`; returns the bundle path.
+    pub fn bundle(&self, image: &Path, opts: &BundleOpts) -> PathBuf {
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        let out = self.path(&format!(
+            "bundles/{n}-{}-{}.bundle",
+            opts.version, opts.compress
+        ));
+        let key = opts.key.clone().unwrap_or_else(|| self.key.clone());
+        let image_arg = format!("{}={}", opts.class, image.display());
+        self.run(&[
+            "bundle",
+            "create",
+            "--key",
+            &key.display().to_string(),
+            "--version",
+            &opts.version,
+            "--compatible",
+            &opts.compatible,
+            "--image",
+            &image_arg,
+            "--compress",
+            opts.compress,
+            "--chunk-size",
+            &opts.chunk_size.to_string(),
+            "--security-version",
+            &opts.security_version.to_string(),
+            "--out",
+            &out.display().to_string(),
+        ])
+        .ok();
+        out
+    }
+
+    /// Writes `bytes` as a bundle file named `name` and returns its path.
+    pub fn write_bundle(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(&format!("bundles/{name}"));
+        std::fs::write(&path, bytes).expect("write bundle");
+        path
+    }
+
+    /// `bascule install PATH --progress none` plus `extra` arguments.
+    pub fn install(&self, bundle: &Path, extra: &[&str]) -> Run {
+        let path = bundle.display().to_string();
+        let mut args = vec!["install", path.as_str(), "--progress", "none"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// `bascule status --json`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let run = self.run(&["status", "--json"]).ok();
+        serde_json::from_str(&run.stdout).expect("status --json is JSON")
+    }
+
+    /// Installs a fresh image of `len` bytes as `opts` into the inactive slot, boots
+    /// it and confirms it. Returns the image path.
+    pub fn install_boot_confirm(&self, len: usize, seed: u64, opts: &BundleOpts) -> PathBuf {
+        let image = self.image(len, seed);
+        let bundle = self.bundle(&image, opts);
+        let target = self.booted().other();
+        self.install(&bundle, &[]).ok();
+        self.run(&["simulate-boot"]).ok();
+        assert_eq!(
+            self.booted(),
+            target,
+            "bootloader did not boot the new slot"
+        );
+        self.run(&["mark-good"]).ok();
+        assert_eq!(self.slot_state(target), SlotState::Good);
+        image
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture::new()
+    }
+}
+
+fn before_state(before: &Snapshot, slot: SlotName) -> SlotState {
+    BootState::read(&RaucUboot, &before.env)
+        .expect("boot state")
+        .slot(slot)
+        .state
+        .clone()
+}
+
+/// The bundle's manifest length (header bytes 12..16).
+pub fn manifest_len(bundle: &[u8]) -> usize {
+    u32::from_le_bytes(bundle[12..16].try_into().expect("4 bytes")) as usize
+}
+
+/// Bundle section offsets: (signature block, manifest, payload).
+pub const HEADER_LEN: usize = 32;
+pub const SIG_BLOCK_END: usize = 104;
+
+pub fn payload_offset(bundle: &[u8]) -> usize {
+    SIG_BLOCK_END + manifest_len(bundle)
+}
+
+/// `len` pseudo-random bytes from a xorshift64 generator seeded by `seed`.
+pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x = XorShift::new(seed);
+    while out.len() < len {
+        out.extend_from_slice(&x.next_u64().to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A xorshift64 generator.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,243 @@
+//! The happy path through the CLI: keygen → bundle create → bundle info → install →
+//! status → simulate-boot → mark-good, for each compression; dry runs, stdin and JSON
+//! progress.
+mod common;
+
+use bascule::slot::SlotState;
+use bascule_partitions::SlotName;
+use common::{BundleOpts, Fixture};
+
+/// Not a multiple of the 64 KiB chunk size, so the last chunk is short.
+const IMAGE_LEN: usize = (1 << 20) + 12_345;
+
+fn roundtrip(compress: &'static str) {
+    let fx = Fixture::new();
+    let image = fx.image(IMAGE_LEN, 7);
+    let bundle = fx.bundle(&image, &BundleOpts::default().compress(compress));
+    let a_before = fx.slot_sha(SlotName::A);
+
+    let info = fx
+        .run(&["bundle", "info", &bundle.display().to_string()])
+        .ok();
+    assert!(info.stdout.contains("NOT checked"), "{}", info.stdout);
+    assert!(
+        info.stdout.contains("version:          2.0.0"),
+        "{}",
+        info.stdout
+    );
+    assert!(
+        info.stdout.contains(&format!("compression {compress}")),
+        "{}",
+        info.stdout
+    );
+    let keyring = fx.path("keyring").display().to_string();
+    let info = fx
+        .run(&[
+            "bundle",
+            "info",
+            "--keyring",
+            &keyring,
+            &bundle.display().to_string(),
+        ])
+        .ok();
+    assert!(
+        info.stdout.contains("signature:        verified"),
+        "{}",
+        info.stdout
+    );
+    let info = fx
+        .run(&[
+            "bundle",
+            "info",
+            "--keyring",
+            &keyring,
+            "--json",
+            &bundle.display().to_string(),
+        ])
+        .ok();
+    let doc: serde_json::Value = serde_json::from_str(&info.stdout).expect("info --json");
+    assert_eq!(doc["signature"], "verified");
+    assert_eq!(doc["images"][0]["size"], IMAGE_LEN as u64);
+    assert_eq!(
+        doc["images"][0]["chunks"],
+        IMAGE_LEN.div_ceil(64 << 10) as u64
+    );
+    assert_eq!(
+        doc["images"][0]["sha256"],
+        common::sha256_hex(&std::fs::read(&image).unwrap())
+    );
+
+    let run = fx.install(&bundle, &[]).ok();
+    assert!(run.stdout.contains("slot B is pending"), "{}", run.stdout);
+    let written = fx.slot_bytes(SlotName::B);
+    assert!(
+        written[..IMAGE_LEN] == std::fs::read(&image).unwrap()[..],
+        "slot B does not hold the image"
+    );
+    assert_eq!(
+        fx.slot_sha(SlotName::A),
+        a_before,
+        "booted slot A was modified"
+    );
+
+    let status = fx.status_json();
+    assert_eq!(status["booted"], "A");
+    assert_eq!(status["slots"][1]["state"], "pending");
+    assert_eq!(status["slots"][1]["tries_left"], common::ATTEMPTS as u64);
+    assert_eq!(status["slots"][1]["version"], "2.0.0");
+    assert_eq!(status["slots"][1]["primary"], true);
+    assert_eq!(status["slots"][0]["state"], "good");
+
+    let boot = fx.run(&["simulate-boot"]).ok();
+    assert!(boot.stdout.contains("booting slot B"), "{}", boot.stdout);
+    assert_eq!(fx.booted(), SlotName::B);
+    assert_eq!(
+        fx.slot_state(SlotName::B),
+        SlotState::Pending {
+            tries_left: common::ATTEMPTS - 1
+        }
+    );
+
+    let good = fx.run(&["mark-good"]).ok();
+    assert!(
+        good.stdout.contains("slot B marked good"),
+        "{}",
+        good.stdout
+    );
+    assert_eq!(fx.slot_state(SlotName::B), SlotState::Good);
+    assert_eq!(fx.boot_state().pending, None);
+
+    let env_file = std::fs::read(fx.path("uboot.env")).unwrap();
+    let again = fx.run(&["mark-good"]).ok();
+    assert!(again.stdout.contains("already good"), "{}", again.stdout);
+    assert!(
+        std::fs::read(fx.path("uboot.env")).unwrap() == env_file,
+        "second mark-good wrote the env"
+    );
+}
+
+#[test]
+fn zstd_bundle_installs_boots_and_confirms() {
+    roundtrip("zstd");
+}
+
+#[test]
+fn uncompressed_bundle_installs_boots_and_confirms() {
+    roundtrip("none");
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&fx.image(IMAGE_LEN, 8), &BundleOpts::default());
+    let before = fx.snapshot();
+    let run = fx.install(&bundle, &["--dry-run"]).ok();
+    assert!(run.stdout.contains("dry run"), "{}", run.stdout);
+    assert!(run.stdout.contains("nothing written"), "{}", run.stdout);
+    fx.assert_untouched(&before);
+}
+
+#[test]
+fn dry_run_still_verifies_the_payload() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(
+        &fx.image(IMAGE_LEN, 9),
+        &BundleOpts::default().compress("none"),
+    );
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x01;
+    let bad = fx.write_bundle("flipped.bundle", &bytes);
+    let before = fx.snapshot();
+    fx.install(&bad, &["--dry-run"])
+        .fails_with(&["chunk", "sha-256"]);
+    fx.assert_untouched(&before);
+}
+
+#[test]
+fn install_from_stdin() {
+    let fx = Fixture::new();
+    let image = fx.image(IMAGE_LEN, 10);
+    let bundle = std::fs::read(fx.bundle(&image, &BundleOpts::default())).unwrap();
+    let a_before = fx.slot_sha(SlotName::A);
+    fx.run_stdin(&["install", "-", "--progress", "none"], &bundle)
+        .ok();
+    assert_eq!(
+        fx.slot_prefix_sha(SlotName::B, IMAGE_LEN as u64),
+        common::sha256_hex(&std::fs::read(&image).unwrap())
+    );
+    assert_eq!(fx.slot_sha(SlotName::A), a_before);
+    assert_eq!(
+        fx.slot_state(SlotName::B),
+        SlotState::Pending {
+            tries_left: common::ATTEMPTS
+        }
+    );
+}
+
+#[test]
+fn json_progress_lines_parse() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&fx.image(IMAGE_LEN, 11), &BundleOpts::default());
+    let run = fx
+        .run(&[
+            "install",
+            &bundle.display().to_string(),
+            "--progress",
+            "json",
+        ])
+        .ok();
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect();
+    let progress: Vec<&serde_json::Value> =
+        lines.iter().filter(|v| v.get("phase").is_some()).collect();
+    assert!(
+        progress.len() >= 2,
+        "expected start and done lines:\n{}",
+        run.stdout
+    );
+    let mut last_done = 0;
+    for p in &progress {
+        assert_eq!(p["phase"], "write", "{p}");
+        assert_eq!(p["bytes_total"], IMAGE_LEN as u64, "{p}");
+        let done = p["bytes_done"].as_u64().expect("bytes_done is a number");
+        assert!(
+            done >= last_done && done <= IMAGE_LEN as u64,
+            "bytes_done went {last_done} -> {done}"
+        );
+        last_done = done;
+    }
+    assert_eq!(
+        last_done, IMAGE_LEN as u64,
+        "progress never reached the total"
+    );
+    let last = lines.last().expect("some output");
+    assert_eq!(last["event"], "installed", "{last}");
+    assert_eq!(last["slot"], "B");
+    assert_eq!(last["bytes"], IMAGE_LEN as u64);
+}
+
+#[test]
+fn second_install_replaces_the_pending_slot() {
+    let fx = Fixture::new();
+    let first = fx.bundle(&fx.image(IMAGE_LEN, 12), &BundleOpts::default());
+    let image = fx.image(IMAGE_LEN - 1000, 13);
+    let second = fx.bundle(&image, &BundleOpts::default().version("2.0.1"));
+    fx.install(&first, &[]).ok();
+    fx.install(&second, &[]).ok();
+    assert_eq!(
+        fx.slot_prefix_sha(SlotName::B, (IMAGE_LEN - 1000) as u64),
+        common::sha256_hex(&std::fs::read(&image).unwrap())
+    );
+    let st = fx.boot_state();
+    assert_eq!(st.slot(SlotName::B).version.as_deref(), Some("2.0.1"));
+    assert_eq!(
+        st.slot(SlotName::B).state,
+        SlotState::Pending {
+            tries_left: common::ATTEMPTS
+        }
+    );
+}
