@@ -45,7 +45,11 @@ pub fn slot_device(slot: SlotName) -> usize {
 
 /// The redundant env layout: copy 0 at 0, copy 1 right after it.
 pub fn env_layout() -> UbootLayout {
-    UbootLayout { offset: 0, size: ENV_COPY, redundant_offset: Some(ENV_COPY as u64) }
+    UbootLayout {
+        offset: 0,
+        size: ENV_COPY,
+        redundant_offset: Some(ENV_COPY as u64),
+    }
 }
 
 /// A signed release: its version, image bytes, image SHA-256 and bundle bytes.
@@ -101,7 +105,10 @@ fn build_release(
     len: usize,
     compression: Compression,
 ) -> Release {
-    let image = image_bytes(len, version.len() as u64 * 31 + u64::from(version.as_bytes()[0]));
+    let image = image_bytes(
+        len,
+        version.len() as u64 * 31 + u64::from(version.as_bytes()[0]),
+    );
     let path = dir.join(format!("{version}.img"));
     std::fs::write(&path, &image).expect("write image");
     let opts = CreateOptions {
@@ -117,7 +124,12 @@ fn build_release(
     let out = dir.join(format!("{version}.bundle"));
     create_bundle(&opts, key, &out).expect("create bundle");
     let sha256 = Sha256::digest(&image).into();
-    Release { version, image, sha256, bundle: std::fs::read(&out).expect("read bundle") }
+    Release {
+        version,
+        image,
+        sha256,
+        bundle: std::fs::read(&out).expect("read bundle"),
+    }
 }
 
 /// The fixture, built once per test binary.
@@ -129,11 +141,20 @@ pub fn fixture() -> &'static Fixture {
         // Lengths differ and are not chunk multiples, so short last chunks and stale
         // tails of an older, longer image are both exercised.
         let releases = [
-            build_release(dir.path(), &key, "1.0.0", 100 * 1024 + 300, Compression::None),
+            build_release(
+                dir.path(),
+                &key,
+                "1.0.0",
+                100 * 1024 + 300,
+                Compression::None,
+            ),
             build_release(dir.path(), &key, "2.0.0", 90 * 1024 + 77, Compression::None),
             build_release(dir.path(), &key, "3.0.0", 110 * 1024 + 5, Compression::Zstd),
         ];
-        Fixture { releases, keyring: Keyring::from_keys([key.verifying_key()]) }
+        Fixture {
+            releases,
+            keyring: Keyring::from_keys([key.verifying_key()]),
+        }
     })
 }
 
@@ -144,7 +165,10 @@ pub fn factory_board() -> Vec<Vec<u8>> {
     let mut a = image_bytes(SLOT_SIZE, 7);
     a[..fx.releases[0].image.len()].copy_from_slice(&fx.releases[0].image);
     let b = image_bytes(SLOT_SIZE, 8);
-    let v1 = InstalledImage { version: "1.0.0".into(), security_version: 1 };
+    let v1 = InstalledImage {
+        version: "1.0.0".into(),
+        security_version: 1,
+    };
     let pending = state::mark_pending(&RaucUboot, &EnvVars::new(), SlotName::A, &v1, ATTEMPTS);
     let good = state::confirm(&RaucUboot, &pending, SlotName::A, ATTEMPTS).unwrap_or(pending);
     let initial = state::begin_install(&RaucUboot, &good, SlotName::B);
@@ -164,9 +188,16 @@ impl SlotDevices for RailSlots {
         Ok((class == "rootfs").then_some(SLOT_SIZE as u64))
     }
 
-    fn open_slot(&mut self, class: &str, slot: SlotName) -> Result<Box<dyn BlockDevice + Send>, HalError> {
+    fn open_slot(
+        &mut self,
+        class: &str,
+        slot: SlotName,
+    ) -> Result<Box<dyn BlockDevice + Send>, HalError> {
         if class != "rootfs" {
-            return Err(HalError::BadLayout { what: format!("slot class {class}"), reason: "unknown".into() });
+            return Err(HalError::BadLayout {
+                what: format!("slot class {class}"),
+                reason: "unknown".into(),
+            });
         }
         Ok(Box::new(self.rail.device(slot_device(slot))))
     }
@@ -204,9 +235,12 @@ pub fn install(rail: &PowerRail, release: &Release, booted: SlotName) -> Result<
 /// A power-on: the bootloader script decides and saves its env (`saveenv`).
 pub fn boot(rail: &PowerRail) -> Result<BootDecision, String> {
     let mut env = env_store(rail)?;
-    let mut vars = env.load().map_err(|e| format!("bootloader env load: {e}"))?;
+    let mut vars = env
+        .load()
+        .map_err(|e| format!("bootloader env load: {e}"))?;
     let decision = RaucUboot.boot(&mut vars, ATTEMPTS);
-    env.commit(&vars).map_err(|e| format!("bootloader saveenv: {e}"))?;
+    env.commit(&vars)
+        .map_err(|e| format!("bootloader saveenv: {e}"))?;
     Ok(decision)
 }
 
@@ -215,7 +249,8 @@ pub fn confirm(rail: &PowerRail, slot: SlotName) -> Result<(), String> {
     let mut env = env_store(rail)?;
     let vars = env.load().map_err(|e| format!("confirm: env load: {e}"))?;
     if let Some(next) = state::confirm(&RaucUboot, &vars, slot, ATTEMPTS) {
-        env.commit(&next).map_err(|e| format!("confirm: env commit: {e}"))?;
+        env.commit(&next)
+            .map_err(|e| format!("confirm: env commit: {e}"))?;
     }
     Ok(())
 }
@@ -223,9 +258,4 @@ pub fn confirm(rail: &PowerRail, slot: SlotName) -> Result<(), String> {
 /// The name of the env variable holding what bascule installed into `slot`.
 pub fn version_var(slot: SlotName) -> String {
     format!("BASCULE_{slot}_VERSION")
-}
-
-/// Whether `scheme` would consider `slot` with `vars` (in order, tries left).
-pub fn bootable(scheme: &dyn BootScheme, vars: &EnvVars, slot: SlotName) -> bool {
-    scheme.read(vars).map(|v| v.bootable(slot)).unwrap_or(false)
 }

@@ -46,14 +46,26 @@ pub struct PowerRail {
 impl PowerRail {
     /// A board whose device `i` starts with `images[i]` (live = durable), not armed.
     pub fn new(images: &[(&str, Vec<u8>)]) -> PowerRail {
-        let devices = images.iter().map(|(name, bytes)| FaultyBlock::new(name, bytes.clone())).collect();
-        let board = Board { devices, log: Vec::new(), armed: None, down: false };
-        PowerRail { board: Arc::new(Mutex::new(board)) }
+        let devices = images
+            .iter()
+            .map(|(name, bytes)| FaultyBlock::new(name, bytes.clone()))
+            .collect();
+        let board = Board {
+            devices,
+            log: Vec::new(),
+            armed: None,
+            down: false,
+        };
+        PowerRail {
+            board: Arc::new(Mutex::new(board)),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Board> {
         // A panicking test thread must not hide the board from the report.
-        self.board.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.board
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Cuts power as `cut` says when the board reaches that operation.
@@ -63,7 +75,10 @@ impl PowerRail {
 
     /// A block device handle on device `index`.
     pub fn device(&self, index: usize) -> RailBlock {
-        RailBlock { rail: self.clone(), index }
+        RailBlock {
+            rail: self.clone(),
+            index,
+        }
     }
 
     /// Whether power was cut.
@@ -78,7 +93,11 @@ impl PowerRail {
 
     /// What each device holds after a power loss now: its durable bytes.
     pub fn durable(&self) -> Vec<Vec<u8>> {
-        self.lock().devices.iter().map(|d| d.durable().to_vec()).collect()
+        self.lock()
+            .devices
+            .iter()
+            .map(|d| d.durable().to_vec())
+            .collect()
     }
 
     /// Every device's cut plans (see [`cut_plans`]) over the run logged so far, mapped
@@ -103,7 +122,10 @@ impl PowerRail {
                 }
             }
         }
-        out.push(RailCut { at: board.log.len() as u64, tear: Tear::None });
+        out.push(RailCut {
+            at: board.log.len() as u64,
+            tear: Tear::None,
+        });
         out.sort_by_key(|c| (c.at, tear_key(c.tear)));
         out
     }
@@ -164,11 +186,17 @@ impl RailBlock {
             return Err(HalError::PowerCut);
         }
         let global = board.log.len() as u64;
-        board.log.push(RailOp { device: self.index, op });
+        board.log.push(RailOp {
+            device: self.index,
+            op,
+        });
         let armed = board.armed.filter(|cut| cut.at == global);
         let dev = &mut board.devices[self.index];
         if let Some(cut) = armed {
-            dev.arm(CutPlan { at: dev.ops_count(), tear: cut.tear });
+            dev.arm(CutPlan {
+                at: dev.ops_count(),
+                tear: cut.tear,
+            });
         }
         let result = run(dev);
         if dev.is_cut() {
@@ -192,7 +220,10 @@ impl BlockDevice for RailBlock {
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), HalError> {
-        let op = BlockOp::Write { offset, len: buf.len() as u64 };
+        let op = BlockOp::Write {
+            offset,
+            len: buf.len() as u64,
+        };
         self.mutate(op, |dev| dev.write_at(offset, buf))
     }
 
@@ -209,15 +240,24 @@ impl BlockDevice for RailBlock {
 pub fn describe(cut: &RailCut, ops: &[RailOp], names: &[&str]) -> String {
     let what = match ops.get(cut.at as usize) {
         None => "after the last operation".to_string(),
-        Some(RailOp { device, op: BlockOp::Write { offset, len } }) => {
+        Some(RailOp {
+            device,
+            op: BlockOp::Write { offset, len },
+        }) => {
             format!("{} write @{offset:#x}+{len}", names[*device])
         }
-        Some(RailOp { device, op: BlockOp::Sync }) => format!("{} sync", names[*device]),
+        Some(RailOp {
+            device,
+            op: BlockOp::Sync,
+        }) => format!("{} sync", names[*device]),
     };
     let tear = match cut.tear {
         Tear::None => "nothing of it lands".to_string(),
         Tear::Prefix(n) => format!("torn: first {n} bytes land"),
-        Tear::Sectors { sector_size, landed } => {
+        Tear::Sectors {
+            sector_size,
+            landed,
+        } => {
             format!("torn: {sector_size}-byte sectors {landed:#x} land")
         }
     };
