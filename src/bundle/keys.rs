@@ -6,7 +6,7 @@
 //! `*.pub` file of one directory; subdirectories are ignored (room for a later
 //! `revoked/`). Verification is ed25519 `verify_strict`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::Write;
@@ -114,6 +114,8 @@ pub fn load_public_key(path: &Path) -> Result<VerifyingKey, BundleError> {
 #[derive(Clone)]
 pub struct Keyring {
     keys: BTreeMap<KeyId, VerifyingKey>,
+    /// Keys listed in `revoked/`: refused even if also trusted.
+    revoked: BTreeSet<KeyId>,
 }
 
 impl Keyring {
@@ -121,36 +123,42 @@ impl Keyring {
     pub fn from_keys(keys: impl IntoIterator<Item = VerifyingKey>) -> Keyring {
         Keyring {
             keys: keys.into_iter().map(|k| (KeyId::of(&k), k)).collect(),
+            revoked: BTreeSet::new(),
         }
     }
 
-    /// Loads every `*.pub` file in `dir` (not subdirectories). Any malformed key file is
-    /// an error; so is a directory without keys.
-    pub fn load_dir(dir: &Path) -> Result<Keyring, BundleError> {
-        let context = || format!("reading keyring directory {}", dir.display());
-        let entries = std::fs::read_dir(dir).map_err(|e| BundleError::io(context(), e))?;
-        let mut paths = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| BundleError::io(context(), e))?.path();
-            if path.extension().is_some_and(|ext| ext == "pub") && path.is_file() {
-                paths.push(path);
-            }
+    /// Refuses bundles signed by `keys` from now on, even where they are trusted.
+    pub fn revoke(&mut self, keys: impl IntoIterator<Item = VerifyingKey>) {
+        for key in keys {
+            let id = KeyId::of(&key);
+            self.keys.remove(&id);
+            self.revoked.insert(id);
         }
-        paths.sort();
-        let keys = paths
-            .iter()
-            .map(|p| load_public_key(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        if keys.is_empty() {
+    }
+
+    /// Loads every `*.pub` file in `dir` (not subdirectories) as trusted, and every
+    /// `*.pub` in `dir/revoked/` as revoked. Any malformed key file is an error; so is
+    /// a directory without a trusted key.
+    pub fn load_dir(dir: &Path) -> Result<Keyring, BundleError> {
+        let trusted = load_pub_files(dir)?;
+        if trusted.is_empty() {
             return Err(BundleError::NoKeys {
                 dir: dir.to_path_buf(),
             });
         }
-        Ok(Keyring::from_keys(keys))
+        let mut ring = Keyring::from_keys(trusted);
+        let revoked_dir = dir.join("revoked");
+        if revoked_dir.is_dir() {
+            ring.revoke(load_pub_files(&revoked_dir)?);
+        }
+        Ok(ring)
     }
 
     /// Checks `sig` over `msg` with the key named `key_id` (ed25519 `verify_strict`).
     pub fn verify(&self, key_id: &KeyId, msg: &[u8], sig: &[u8; 64]) -> Result<(), BundleError> {
+        if self.revoked.contains(key_id) {
+            return Err(BundleError::RevokedKey { key_id: *key_id });
+        }
         let key = self
             .keys
             .get(key_id)
@@ -159,10 +167,25 @@ impl Keyring {
             .map_err(|_| BundleError::BadSignature { key_id: *key_id })
     }
 
-    /// The ids of all keys, sorted.
+    /// The ids of all trusted keys, sorted.
     pub fn ids(&self) -> Vec<KeyId> {
         self.keys.keys().copied().collect()
     }
+}
+
+/// Every `*.pub` file directly in `dir`, in name order.
+fn load_pub_files(dir: &Path) -> Result<Vec<VerifyingKey>, BundleError> {
+    let context = || format!("reading keyring directory {}", dir.display());
+    let entries = std::fs::read_dir(dir).map_err(|e| BundleError::io(context(), e))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| BundleError::io(context(), e))?.path();
+        if path.extension().is_some_and(|ext| ext == "pub") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths.iter().map(|p| load_public_key(p)).collect()
 }
 
 impl fmt::Debug for Keyring {
@@ -279,6 +302,27 @@ mod tests {
                 dir: dir.path().to_path_buf()
             }
         );
+    }
+
+    #[test]
+    fn revoked_keys_are_refused_even_when_trusted() {
+        use ed25519_dalek::Signer;
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        let new = dir.path().join("new");
+        keygen(&old).unwrap();
+        let new_id = keygen(&new).unwrap();
+        std::fs::create_dir(dir.path().join("revoked")).unwrap();
+        let old_pub = with_suffix(&old, ".pub");
+        std::fs::copy(&old_pub, dir.path().join("revoked/old.pub")).unwrap();
+        let ring = Keyring::load_dir(dir.path()).unwrap();
+        assert_eq!(ring.ids(), vec![new_id]);
+        let old_key = load_signing_key(&with_suffix(&old, ".key")).unwrap();
+        let sig = old_key.sign(b"manifest").to_bytes();
+        let old_id = KeyId::of(&old_key.verifying_key());
+        let err = ring.verify(&old_id, b"manifest", &sig).unwrap_err();
+        assert_eq!(err, BundleError::RevokedKey { key_id: old_id });
+        assert!(err.to_string().contains("revoked"));
     }
 
     #[test]

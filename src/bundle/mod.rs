@@ -72,6 +72,10 @@ pub enum BundleError {
         "signature check failed: bundle is signed by key {key_id}, which is not in the keyring"
     )]
     UnknownKey { key_id: KeyId },
+    #[error(
+        "signature check failed: bundle is signed by key {key_id}, which is revoked on this device"
+    )]
+    RevokedKey { key_id: KeyId },
     #[error("signature check failed: bundle is not signed by key {key_id} or was modified")]
     BadSignature { key_id: KeyId },
     #[error("bundle header {field} is {header} but the signed manifest says {manifest}: header was modified")]
