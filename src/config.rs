@@ -97,9 +97,9 @@ pub enum BootEnvConfig {
 impl BootEnvConfig {
     fn resolve(&mut self, base: &Path) {
         match self {
-            BootEnvConfig::Uboot { path, .. } | BootEnvConfig::Grub { path } | BootEnvConfig::Native { path, .. } => {
-                *path = base.join(&*path)
-            }
+            BootEnvConfig::Uboot { path, .. }
+            | BootEnvConfig::Grub { path }
+            | BootEnvConfig::Native { path, .. } => *path = base.join(&*path),
         }
     }
 }
@@ -120,29 +120,44 @@ pub struct SystemConfig {
 impl SystemConfig {
     /// Reads and checks the config at `path`.
     pub fn load(path: &Path) -> Result<SystemConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses `text` as if read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<SystemConfig, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let layout = Layout { slots: raw.slots, data: raw.data }
-            .resolve(base)
-            .map_err(|source| ConfigError::Layout { path: path.to_path_buf(), source })?;
+        let layout = Layout {
+            slots: raw.slots,
+            data: raw.data,
+        }
+        .resolve(base)
+        .map_err(|source| ConfigError::Layout {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut bootenv = raw.bootenv;
         bootenv.resolve(base);
         let mut boot = raw.boot;
         boot.cmdline = base.join(&boot.cmdline);
-        let invalid = |message: &str| ConfigError::Invalid { path: path.to_path_buf(), message: message.into() };
+        let invalid = |message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: message.into(),
+        };
         if raw.compatible.trim().is_empty() {
             return Err(invalid("compatible must not be empty"));
         }
         if boot.attempts == 0 || boot.attempts > 9 {
-            return Err(invalid("boot.attempts must be 1 to 9 (one decimal digit, as boot scripts expect)"));
+            return Err(invalid(
+                "boot.attempts must be 1 to 9 (one decimal digit, as boot scripts expect)",
+            ));
         }
         if boot.cmdline_keys.is_empty() {
             return Err(invalid("boot.cmdline_keys must name at least one key"));
@@ -189,8 +204,16 @@ mod tests {
         assert_eq!(cfg.keyring, Path::new("/dev-root/keys"));
         assert_eq!(cfg.boot.cmdline, Path::new("/dev-root/cmdline"));
         assert_eq!(cfg.boot.attempts, 3);
-        assert!(matches!(cfg.bootenv, BootEnvConfig::Uboot { redundant_offset: Some(16384), .. }));
-        let BootEnvConfig::Uboot { path, .. } = &cfg.bootenv else { unreachable!() };
+        assert!(matches!(
+            cfg.bootenv,
+            BootEnvConfig::Uboot {
+                redundant_offset: Some(16384),
+                ..
+            }
+        ));
+        let BootEnvConfig::Uboot { path, .. } = &cfg.bootenv else {
+            unreachable!()
+        };
         assert_eq!(path, Path::new("/dev-root/uboot.env"));
     }
 

@@ -35,7 +35,9 @@ pub fn run(dir: &Path) -> Result<(), Error> {
     let key = create_device(&dir)?;
     let mut dev = Device::open(SystemConfig::load(&dir.join("system.toml"))?)?;
 
-    step.say("Factory: provision v1 into slot A and write an environment where A is good and booted");
+    step.say(
+        "Factory: provision v1 into slot A and write an environment where A is good and booted",
+    );
     provision_v1(&dir, &mut dev)?;
     show_status(&mut dev)?;
 
@@ -45,14 +47,27 @@ pub fn run(dir: &Path) -> Result<(), Error> {
 
     step.say("Device: install v2. It streams into slot B (the inactive one) and marks B pending");
     install(&mut dev, &v2)?;
-    expect_state(&mut dev, SlotName::B, |s| matches!(s, SlotState::Pending { .. }), "B pending after install")?;
+    expect_state(
+        &mut dev,
+        SlotName::B,
+        |s| matches!(s, SlotState::Pending { .. }),
+        "B pending after install",
+    )?;
 
     step.say("Reboot: the bootloader tries the pending slot B");
-    expect(ops::simulate_boot(&mut dev)? == BootDecision::Boot(SlotName::B), "bootloader boots B")?;
+    expect(
+        ops::simulate_boot(&mut dev)? == BootDecision::Boot(SlotName::B),
+        "bootloader boots B",
+    )?;
     step.say("Health check on B passes, so bascule confirms B");
     expect(health_ok(&dev)?, "health check of v2 passes")?;
     ops::mark_good(&mut dev, SlotSelector::Booted)?;
-    expect_state(&mut dev, SlotName::B, |s| *s == SlotState::Good, "B confirmed good")?;
+    expect_state(
+        &mut dev,
+        SlotName::B,
+        |s| *s == SlotState::Good,
+        "B confirmed good",
+    )?;
     show_status(&mut dev)?;
 
     step.say("Device: install v3 into slot A (now the inactive one)");
@@ -60,7 +75,9 @@ pub fn run(dir: &Path) -> Result<(), Error> {
     rollback_cycle(&mut dev, &mut step)?;
     show_status(&mut dev)?;
     show_fw_printenv(&dir, &mut dev)?;
-    println!("\nDemo passed: v2 confirmed on B, the unhealthy v3 rolled back, device still runs v2.");
+    println!(
+        "\nDemo passed: v2 confirmed on B, the unhealthy v3 rolled back, device still runs v2."
+    );
     Ok(())
 }
 
@@ -68,19 +85,37 @@ pub fn run(dir: &Path) -> Result<(), Error> {
 fn rollback_cycle(dev: &mut Device, step: &mut Steps) -> Result<(), Error> {
     let attempts = dev.config.boot.attempts;
     for attempt in 1..=attempts {
-        step.say(&format!("Reboot {attempt}/{attempts}: the bootloader tries pending slot A"));
-        expect(ops::simulate_boot(dev)? == BootDecision::Boot(SlotName::A), "bootloader boots A")?;
+        step.say(&format!(
+            "Reboot {attempt}/{attempts}: the bootloader tries pending slot A"
+        ));
+        expect(
+            ops::simulate_boot(dev)? == BootDecision::Boot(SlotName::A),
+            "bootloader boots A",
+        )?;
         expect(!health_ok(dev)?, "health check of v3 fails")?;
-        println!("     health check of v3 FAILED: not confirming; the try counter keeps running down");
+        println!(
+            "     health check of v3 FAILED: not confirming; the try counter keeps running down"
+        );
     }
     step.say("Reboot: A has no tries left, the bootloader falls back to B (rollback)");
-    expect(ops::simulate_boot(dev)? == BootDecision::Boot(SlotName::B), "bootloader falls back to B")?;
+    expect(
+        ops::simulate_boot(dev)? == BootDecision::Boot(SlotName::B),
+        "bootloader falls back to B",
+    )?;
     expect(health_ok(dev)?, "v2 on B is healthy again")?;
     ops::mark_good(dev, SlotSelector::Booted)?;
-    expect_state(dev, SlotName::A, |s| matches!(s, SlotState::Bad { .. }), "A bad after rollback")?;
+    expect_state(
+        dev,
+        SlotName::A,
+        |s| matches!(s, SlotState::Bad { .. }),
+        "A bad after rollback",
+    )?;
     let report = ops::status(dev)?;
     expect(report.booted == Some(SlotName::B), "booted slot is B")?;
-    expect(report.slots[1].version.as_deref() == Some("2.0.0"), "B still holds v2")
+    expect(
+        report.slots[1].version.as_deref() == Some("2.0.0"),
+        "B still holds v2",
+    )
 }
 
 #[derive(Default)]
@@ -101,7 +136,12 @@ fn expect(ok: bool, what: &str) -> Result<(), Error> {
     Err(Error::Usage(format!("demo check failed: expected {what}")))
 }
 
-fn expect_state(dev: &mut Device, slot: SlotName, pred: impl Fn(&SlotState) -> bool, what: &str) -> Result<(), Error> {
+fn expect_state(
+    dev: &mut Device,
+    slot: SlotName,
+    pred: impl Fn(&SlotState) -> bool,
+    what: &str,
+) -> Result<(), Error> {
     let report = ops::status(dev)?;
     expect(pred(&report.slots[slot.index()].state), what)
 }
@@ -109,8 +149,17 @@ fn expect_state(dev: &mut Device, slot: SlotName, pred: impl Fn(&SlotState) -> b
 fn prepare_dir(dir: &Path) -> Result<PathBuf, Error> {
     let marker = dir.join(".bascule-demo");
     if dir.exists() {
-        if !marker.exists() && dir.read_dir().map_err(Error::io("read demo dir"))?.next().is_some() {
-            return Err(Error::Usage(format!("{} exists and is not a bascule demo directory", dir.display())));
+        if !marker.exists()
+            && dir
+                .read_dir()
+                .map_err(Error::io("read demo dir"))?
+                .next()
+                .is_some()
+        {
+            return Err(Error::Usage(format!(
+                "{} exists and is not a bascule demo directory",
+                dir.display()
+            )));
         }
         std::fs::remove_dir_all(dir).map_err(Error::io(format!("clean {}", dir.display())))?;
     }
@@ -122,22 +171,32 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, Error> {
 /// Writes disk.img, uboot.env, system.toml, fw_env.config, cmdline and the keys.
 fn create_device(dir: &Path) -> Result<PathBuf, Error> {
     let sized = |name: &str, len: u64| -> Result<(), Error> {
-        let f = std::fs::File::create(dir.join(name)).map_err(Error::io(format!("create {name}")))?;
+        let f =
+            std::fs::File::create(dir.join(name)).map_err(Error::io(format!("create {name}")))?;
         f.set_len(len).map_err(Error::io(format!("size {name}")))
     };
     sized("disk.img", 2 * SLOT_SIZE)?;
     sized("uboot.env", 2 * ENV_SIZE)?;
-    let write = |name: &str, text: String| std::fs::write(dir.join(name), text).map_err(Error::io(format!("write {name}")));
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(Error::io(format!("write {name}")))
+    };
     write("system.toml", system_toml())?;
     write("cmdline", "console=ttyS0 bascule.slot=A\n".into())?;
     let env = dir.join("uboot.env");
-    write("fw_env.config", format!("{0} 0x0 {ENV_SIZE:#x}\n{0} {ENV_SIZE:#x} {ENV_SIZE:#x}\n", env.display()))?;
+    write(
+        "fw_env.config",
+        format!(
+            "{0} 0x0 {ENV_SIZE:#x}\n{0} {ENV_SIZE:#x} {ENV_SIZE:#x}\n",
+            env.display()
+        ),
+    )?;
     for sub in ["keyring", "signing"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(Error::io(format!("create {sub}")))?;
     }
     let key = dir.join("signing/release");
     let id = bundle::keygen(&key)?;
-    std::fs::copy(key.with_extension("pub"), dir.join("keyring/release.pub")).map_err(Error::io("copy public key"))?;
+    std::fs::copy(key.with_extension("pub"), dir.join("keyring/release.pub"))
+        .map_err(Error::io("copy public key"))?;
     println!("     signing key {id}; device trusts keyring/release.pub");
     Ok(key.with_extension("key"))
 }
@@ -176,7 +235,13 @@ size = {SLOT_SIZE}
 fn provision_v1(dir: &Path, dev: &mut Device) -> Result<(), Error> {
     let image = make_image(dir, "1.0.0", true)?;
     let bytes = std::fs::read(&image).map_err(Error::io("read v1 image"))?;
-    let spec = dev.config.layout.class("rootfs").map_err(|e| Error::Usage(e.to_string()))?.a.clone();
+    let spec = dev
+        .config
+        .layout
+        .class("rootfs")
+        .map_err(|e| Error::Usage(e.to_string()))?
+        .a
+        .clone();
     let mut slot = FileBlock::open(&spec.device, spec.offset, spec.size, true)?;
     slot.write_at(0, &bytes)?;
     slot.sync()?;
@@ -188,7 +253,9 @@ fn release(dir: &Path, key: &Path, version: &str, healthy: bool) -> Result<PathB
     let image = make_image(dir, version, healthy)?;
     let out = dir.join(format!("release-{version}.bundle"));
     let opts = CreateOptions {
-        version: version.parse().map_err(|_| Error::Usage(format!("bad version {version}")))?,
+        version: version
+            .parse()
+            .map_err(|_| Error::Usage(format!("bad version {version}")))?,
         compatible: COMPATIBLE.into(),
         security_version: 1,
         build_id: format!("demo-{version}"),
@@ -199,7 +266,12 @@ fn release(dir: &Path, key: &Path, version: &str, healthy: bool) -> Result<PathB
     };
     let manifest = bundle::create_bundle(&opts, &bundle::load_signing_key(key)?, &out)?;
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-    println!("     {}: version {} ({} byte image, {size} byte bundle, zstd)", out.display(), manifest.version, manifest.images[0].size);
+    println!(
+        "     {}: version {} ({} byte image, {size} byte bundle, zstd)",
+        out.display(),
+        manifest.version,
+        manifest.images[0].size
+    );
     Ok(out)
 }
 
@@ -210,8 +282,13 @@ fn make_image(dir: &Path, version: &str, healthy: bool) -> Result<PathBuf, Error
     let etc = root.join("etc");
     std::fs::create_dir_all(&etc).map_err(Error::io("create image tree"))?;
     let health = if healthy { "ok" } else { "fail" };
-    std::fs::write(etc.join("os-release"), format!("NAME=bascule-demo\nVERSION_ID={version}\n")).map_err(Error::io("write image file"))?;
-    std::fs::write(etc.join("bascule-health"), format!("{health}\n")).map_err(Error::io("write image file"))?;
+    std::fs::write(
+        etc.join("os-release"),
+        format!("NAME=bascule-demo\nVERSION_ID={version}\n"),
+    )
+    .map_err(Error::io("write image file"))?;
+    std::fs::write(etc.join("bascule-health"), format!("{health}\n"))
+        .map_err(Error::io("write image file"))?;
     let image = dir.join(format!("rootfs-{version}.img"));
     let mkfs = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-b", "4096", "-L", "rootfs", "-d"])
@@ -221,7 +298,9 @@ fn make_image(dir: &Path, version: &str, healthy: bool) -> Result<PathBuf, Error
         .status();
     if !matches!(mkfs, Ok(s) if s.success()) {
         println!("     (mkfs.ext4 not available: using a raw image)");
-        let filler: Vec<u8> = (0..IMAGE_SIZE).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let filler: Vec<u8> = (0..IMAGE_SIZE)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         std::fs::write(&image, filler).map_err(Error::io("write raw image"))?;
     }
     let mut marker = format!("BASCULE-DEMO version={version} health={health}\n").into_bytes();
@@ -235,7 +314,13 @@ fn make_image(dir: &Path, version: &str, healthy: bool) -> Result<PathBuf, Error
 /// The demo's health probe: the booted slot's marker says `health=ok`.
 fn health_ok(dev: &Device) -> Result<bool, Error> {
     let booted = dev.booted()?;
-    let spec = dev.config.layout.class("rootfs").map_err(|e| Error::Usage(e.to_string()))?.get(booted).clone();
+    let spec = dev
+        .config
+        .layout
+        .class("rootfs")
+        .map_err(|e| Error::Usage(e.to_string()))?
+        .get(booted)
+        .clone();
     let mut slot = FileBlock::open(&spec.device, spec.offset, spec.size, false)?;
     let mut marker = [0u8; MARKER_LEN];
     slot.read_at(0, &mut marker)?;
@@ -246,23 +331,45 @@ fn health_ok(dev: &Device) -> Result<bool, Error> {
 }
 
 fn install(dev: &mut Device, bundle: &Path) -> Result<(), Error> {
-    let report = ops::install(dev, &bundle.display().to_string(), &InstallOptions::default(), &mut NoProgress)?;
-    println!("     installed {} into slot {} ({} bytes, every chunk and the whole image verified)", report.version, report.target, report.bytes);
+    let report = ops::install(
+        dev,
+        &bundle.display().to_string(),
+        &InstallOptions::default(),
+        &mut NoProgress,
+    )?;
+    println!(
+        "     installed {} into slot {} ({} bytes, every chunk and the whole image verified)",
+        report.version, report.target, report.bytes
+    );
     Ok(())
 }
 
 fn show_status(dev: &mut Device) -> Result<(), Error> {
     let r = ops::status(dev)?;
     for info in &r.slots {
-        println!("     slot {}: {} (version {})", info.slot, info.state, info.version.as_deref().unwrap_or("none"));
+        println!(
+            "     slot {}: {} (version {})",
+            info.slot,
+            info.state,
+            info.version.as_deref().unwrap_or("none")
+        );
     }
     Ok(())
 }
 
 /// Shows that U-Boot's own tools read the same state bascule reports.
 fn show_fw_printenv(dir: &Path, dev: &mut Device) -> Result<(), Error> {
-    let out = Command::new("fw_printenv").arg("-c").arg(dir.join("fw_env.config")).output();
-    let Ok(out) = out.map_err(|e| e.to_string()).and_then(|o| if o.status.success() { Ok(o) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }) else {
+    let out = Command::new("fw_printenv")
+        .arg("-c")
+        .arg(dir.join("fw_env.config"))
+        .output();
+    let Ok(out) = out.map_err(|e| e.to_string()).and_then(|o| {
+        if o.status.success() {
+            Ok(o)
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    }) else {
         println!("\n(fw_printenv is not installed: `apt-get install libubootenv-tool` to read the env with U-Boot's tools)");
         return Ok(());
     };
@@ -272,7 +379,10 @@ fn show_fw_printenv(dir: &Path, dev: &mut Device) -> Result<(), Error> {
     for line in text.lines().filter(|l| l.starts_with("BOOT_")) {
         println!("     {line}");
         let (k, v) = line.split_once('=').unwrap_or((line, ""));
-        expect(vars.get(k).map(String::as_str) == Some(v), &format!("bascule reads {k}={v} too"))?;
+        expect(
+            vars.get(k).map(String::as_str) == Some(v),
+            &format!("bascule reads {k}={v} too"),
+        )?;
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! backends; commands in [`crate::ops`] work on a [`Device`].
 use std::path::{Path, PathBuf};
 
-use bascule_hal::env::{DirFiles, GrubCodec, GrubEnv, NativeEnv, NativeLayout, UbootEnv, UbootLayout};
+use bascule_hal::env::{
+    DirFiles, GrubCodec, GrubEnv, NativeEnv, NativeLayout, UbootEnv, UbootLayout,
+};
 use bascule_hal::{BlockDevice, EnvStore, FileBlock, HalError};
 use bascule_partitions::{Layout, SlotName};
 
@@ -37,15 +39,27 @@ impl Device {
     /// Opens the boot environment store the config names.
     pub fn open(config: SystemConfig) -> Result<Device, DeviceError> {
         let (env, scheme) = open_env(&config.bootenv)?;
-        Ok(Device { config, env, scheme })
+        Ok(Device {
+            config,
+            env,
+            scheme,
+        })
     }
 
     /// The slot the running system booted from, from the kernel command line.
     pub fn booted(&self) -> Result<SlotName, DeviceError> {
         let path = &self.config.boot.cmdline;
-        let cmdline = std::fs::read_to_string(path)
-            .map_err(|e| DeviceError::Cmdline { path: path.clone(), message: e.to_string() })?;
-        let keys: Vec<&str> = self.config.boot.cmdline_keys.iter().map(String::as_str).collect();
+        let cmdline = std::fs::read_to_string(path).map_err(|e| DeviceError::Cmdline {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let keys: Vec<&str> = self
+            .config
+            .boot
+            .cmdline_keys
+            .iter()
+            .map(String::as_str)
+            .collect();
         Ok(booted_slot(&cmdline, &keys)?)
     }
 
@@ -58,7 +72,10 @@ impl Device {
                 message: format!("{:?} is not a number", text.trim()),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(DeviceError::Floor { path, message: e.to_string() }),
+            Err(e) => Err(DeviceError::Floor {
+                path,
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -68,7 +85,10 @@ impl Device {
             return Ok(());
         }
         let path = self.floor_path();
-        let err = |e: std::io::Error| DeviceError::Floor { path: path.clone(), message: e.to_string() };
+        let err = |e: std::io::Error| DeviceError::Floor {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         std::fs::create_dir_all(&self.config.state_dir).map_err(err)?;
         write_atomic(&path, format!("{value}\n").as_bytes()).map_err(err)
     }
@@ -79,7 +99,9 @@ impl Device {
 
     /// The slots of this device, for the install engine.
     pub fn slots(&self) -> FileSlots {
-        FileSlots { layout: self.config.layout.clone() }
+        FileSlots {
+            layout: self.config.layout.clone(),
+        }
     }
 }
 
@@ -98,9 +120,18 @@ type EnvAndScheme = (Box<dyn EnvStore + Send>, Box<dyn BootScheme + Send + Sync>
 
 fn open_env(cfg: &BootEnvConfig) -> Result<EnvAndScheme, HalError> {
     match cfg {
-        BootEnvConfig::Uboot { path, offset, size, redundant_offset } => {
+        BootEnvConfig::Uboot {
+            path,
+            offset,
+            size,
+            redundant_offset,
+        } => {
             let dev = FileBlock::open(path, 0, None, true)?;
-            let layout = UbootLayout { offset: *offset, size: env_size(path, *size)?, redundant_offset: *redundant_offset };
+            let layout = UbootLayout {
+                offset: *offset,
+                size: env_size(path, *size)?,
+                redundant_offset: *redundant_offset,
+            };
             let env = UbootEnv::new(dev, layout)?;
             if !env.is_power_safe() {
                 log::warn!(
@@ -112,16 +143,27 @@ fn open_env(cfg: &BootEnvConfig) -> Result<EnvAndScheme, HalError> {
         }
         BootEnvConfig::Grub { path } => {
             let dir = path.parent().unwrap_or(Path::new("."));
-            let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| HalError::BadLayout {
-                what: path.display().to_string(),
-                reason: "a GRUB environment path must end in a file name".into(),
-            })?;
+            let name =
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| HalError::BadLayout {
+                        what: path.display().to_string(),
+                        reason: "a GRUB environment path must end in a file name".into(),
+                    })?;
             let env = GrubEnv::with_names(DirFiles::new(dir), name, GrubCodec::default());
             Ok((Box::new(env), Box::new(RaucGrub)))
         }
-        BootEnvConfig::Native { path, offset, size, second_offset } => {
+        BootEnvConfig::Native {
+            path,
+            offset,
+            size,
+            second_offset,
+        } => {
             let dev = FileBlock::open(path, 0, None, true)?;
-            let layout = NativeLayout { offsets: [*offset, *second_offset], size: env_size(path, *size)? };
+            let layout = NativeLayout {
+                offsets: [*offset, *second_offset],
+                size: env_size(path, *size)?,
+            };
             Ok((Box::new(NativeEnv::new(dev, layout)?), Box::new(RaucUboot)))
         }
     }
@@ -141,19 +183,30 @@ pub struct FileSlots {
 
 impl SlotDevices for FileSlots {
     fn slot_size(&mut self, class: &str, slot: SlotName) -> Result<Option<u64>, HalError> {
-        let Ok(pair) = self.layout.class(class) else { return Ok(None) };
+        let Ok(pair) = self.layout.class(class) else {
+            return Ok(None);
+        };
         let spec = pair.get(slot);
         let dev = FileBlock::open(&spec.device, spec.offset, spec.size, false)?;
         Ok(Some(dev.len()))
     }
 
-    fn open_slot(&mut self, class: &str, slot: SlotName) -> Result<Box<dyn BlockDevice + Send>, HalError> {
+    fn open_slot(
+        &mut self,
+        class: &str,
+        slot: SlotName,
+    ) -> Result<Box<dyn BlockDevice + Send>, HalError> {
         let pair = self.layout.class(class).map_err(|e| HalError::BadLayout {
             what: format!("slot class {class}"),
             reason: e.to_string(),
         })?;
         let spec = pair.get(slot);
-        Ok(Box::new(FileBlock::open(&spec.device, spec.offset, spec.size, true)?))
+        Ok(Box::new(FileBlock::open(
+            &spec.device,
+            spec.offset,
+            spec.size,
+            true,
+        )?))
     }
 
     fn classes(&self) -> Vec<String> {

@@ -34,6 +34,9 @@ impl Error {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
-        move |e| Error::Io { context, message: e.to_string() }
+        move |e| Error::Io {
+            context,
+            message: e.to_string(),
+        }
     }
 }

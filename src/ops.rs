@@ -173,17 +173,25 @@ pub fn simulate_boot(dev: &mut Device) -> Result<BootDecision, Error> {
     let decision = dev.scheme.boot(&mut vars, dev.config.boot.attempts);
     dev.env.commit(&vars)?;
     let line = match decision {
-        BootDecision::Boot(slot) => format!("console=ttyS0 {}={slot}\n", dev.config.boot.cmdline_keys[0]),
+        BootDecision::Boot(slot) => {
+            format!("console=ttyS0 {}={slot}\n", dev.config.boot.cmdline_keys[0])
+        }
         BootDecision::NoSlotResetCounters => "console=ttyS0\n".to_string(),
     };
-    crate::device::write_atomic(&cmdline, line.as_bytes()).map_err(Error::io(format!("write {}", cmdline.display())))?;
+    crate::device::write_atomic(&cmdline, line.as_bytes())
+        .map_err(Error::io(format!("write {}", cmdline.display())))?;
     Ok(decision)
 }
 
 /// Writes a complete first boot state: `good` confirmed (holding `version`, if
 /// known), the other slot bad. Refuses to replace a readable state unless `force`:
 /// a factory step, never an update step.
-pub fn init_env(dev: &mut Device, good: SlotName, version: Option<&str>, force: bool) -> Result<(), Error> {
+pub fn init_env(
+    dev: &mut Device,
+    good: SlotName,
+    version: Option<&str>,
+    force: bool,
+) -> Result<(), Error> {
     let current = dev.env.load();
     if let Ok(vars) = &current {
         if !force && BootState::read(dev.scheme.as_ref(), vars).is_ok() {
@@ -196,7 +204,10 @@ pub fn init_env(dev: &mut Device, good: SlotName, version: Option<&str>, force: 
     let keep = current.unwrap_or_default();
     let scheme = dev.scheme.as_ref();
     let attempts = dev.config.boot.attempts;
-    let image = state::InstalledImage { version: version.unwrap_or("").to_string(), security_version: 0 };
+    let image = state::InstalledImage {
+        version: version.unwrap_or("").to_string(),
+        security_version: 0,
+    };
     let mut vars = state::mark_pending(scheme, &keep, good, &image, attempts);
     if version.is_none() {
         vars.retain(|k, _| !k.starts_with("BASCULE_") || k == "BASCULE_PENDING");

@@ -20,13 +20,18 @@ pub fn open_source(source: &str) -> Result<Box<dyn Read>, SourceError> {
     if source.starts_with("http://") || source.starts_with("https://") {
         return open_http(source);
     }
-    let file = std::fs::File::open(source)
-        .map_err(|e| SourceError::File { path: source.to_string(), message: e.to_string() })?;
+    let file = std::fs::File::open(source).map_err(|e| SourceError::File {
+        path: source.to_string(),
+        message: e.to_string(),
+    })?;
     Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
 }
 
 fn open_http(url: &str) -> Result<Box<dyn Read>, SourceError> {
-    let http_err = |message: String| SourceError::Http { url: url.to_string(), message };
+    let http_err = |message: String| SourceError::Http {
+        url: url.to_string(),
+        message,
+    };
     let response = ureq::get(url).call().map_err(|e| http_err(e.to_string()))?;
     let reader = response.into_body().into_reader();
     Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, reader)))

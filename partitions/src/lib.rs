@@ -81,7 +81,10 @@ pub struct SlotSpec {
 
 impl SlotSpec {
     fn resolved(&self, base: &Path) -> SlotSpec {
-        SlotSpec { device: base.join(&self.device), ..self.clone() }
+        SlotSpec {
+            device: base.join(&self.device),
+            ..self.clone()
+        }
     }
 
     fn overlaps(&self, other: &SlotSpec) -> bool {
@@ -153,11 +156,17 @@ impl Layout {
             .slots
             .iter()
             .map(|(class, pair)| {
-                let pair = AbPair { a: pair.a.resolved(base), b: pair.b.resolved(base) };
+                let pair = AbPair {
+                    a: pair.a.resolved(base),
+                    b: pair.b.resolved(base),
+                };
                 (class.clone(), pair)
             })
             .collect();
-        let layout = Layout { slots, data: self.data.as_ref().map(|d| d.resolved(base)) };
+        let layout = Layout {
+            slots,
+            data: self.data.as_ref().map(|d| d.resolved(base)),
+        };
         layout.check_overlaps()?;
         Ok(layout)
     }
@@ -178,10 +187,12 @@ impl Layout {
 
     /// The pair of slots of `class`.
     pub fn class(&self, class: &str) -> Result<&AbPair, LayoutError> {
-        self.slots.get(class).ok_or_else(|| LayoutError::UnknownClass {
-            class: class.to_string(),
-            known: self.slots.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        self.slots
+            .get(class)
+            .ok_or_else(|| LayoutError::UnknownClass {
+                class: class.to_string(),
+                known: self.slots.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
     }
 
     fn check_overlaps(&self) -> Result<(), LayoutError> {
@@ -222,9 +233,14 @@ mod tests {
 
     #[test]
     fn relative_devices_resolve_against_the_config_directory() {
-        let layout = parse(TWO_WINDOWS).resolve(Path::new("/etc/bascule")).unwrap();
+        let layout = parse(TWO_WINDOWS)
+            .resolve(Path::new("/etc/bascule"))
+            .unwrap();
         let pair = layout.class("rootfs").unwrap();
-        assert_eq!(pair.get(SlotName::B).device, Path::new("/etc/bascule/disk.img"));
+        assert_eq!(
+            pair.get(SlotName::B).device,
+            Path::new("/etc/bascule/disk.img")
+        );
         assert_eq!(pair.get(SlotName::B).offset, 1024);
     }
 
@@ -246,7 +262,10 @@ mod tests {
     fn unknown_class_names_the_known_ones() {
         let layout = parse(TWO_WINDOWS);
         let err = layout.class("appfs").unwrap_err();
-        assert_eq!(err.to_string(), "slot class \"appfs\" is not in the layout (known: rootfs)");
+        assert_eq!(
+            err.to_string(),
+            "slot class \"appfs\" is not in the layout (known: rootfs)"
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub struct CreateArgs {
 }
 
 fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
-    let (class, path) = s.split_once('=').ok_or_else(|| format!("{s:?} is not CLASS=PATH"))?;
+    let (class, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not CLASS=PATH"))?;
     if class.is_empty() || path.is_empty() {
         return Err(format!("{s:?} is not CLASS=PATH"));
     }
@@ -49,7 +51,11 @@ fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
 
 pub fn keygen(out: &Path) -> Result<(), Error> {
     let id = bundle::keygen(out)?;
-    println!("key {id}: secret {}.key, public {}.pub", out.display(), out.display());
+    println!(
+        "key {id}: secret {}.key, public {}.pub",
+        out.display(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -88,7 +94,10 @@ pub fn info(path: &Path, keyring: Option<&Path>, json: bool) -> Result<(), Error
                 Err(e) => return Err(e.into()),
             }
         }
-        None => (BundleReader::open_unverified(source)?, "NOT checked (no --keyring given)".to_string()),
+        None => (
+            BundleReader::open_unverified(source)?,
+            "NOT checked (no --keyring given)".to_string(),
+        ),
     };
     super::print::bundle_info(reader.manifest(), reader.key_id(), &verdict, json);
     Ok(())

@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::bundle::Compression;
 use crate::config::{SystemConfig, DEFAULT_CONFIG_PATH};
 use crate::device::Device;
-use crate::install::{BarProgress, InstallOptions, JsonProgress, LogProgress, NoProgress, Progress};
+use crate::install::{
+    BarProgress, InstallOptions, JsonProgress, LogProgress, NoProgress, Progress,
+};
 use crate::ops::{self, SlotSelector};
 use crate::Error;
 
@@ -129,9 +131,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Keygen { out } => bundle_cmd::keygen(&out),
         Command::Bundle(BundleCommand::Create(args)) => bundle_cmd::create(&args),
-        Command::Bundle(BundleCommand::Info { bundle, keyring, json }) => {
-            bundle_cmd::info(&bundle, keyring.as_deref(), json)
-        }
+        Command::Bundle(BundleCommand::Info {
+            bundle,
+            keyring,
+            json,
+        }) => bundle_cmd::info(&bundle, keyring.as_deref(), json),
         Command::Install(args) => install(&cli.config, &args),
         Command::Status { json } => {
             let report = ops::status(&mut open_device(&cli.config)?)?;
@@ -153,9 +157,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             print::boot_decision(decision);
             Ok(())
         }
-        Command::InitEnv { good, version, force } => {
-            ops::init_env(&mut open_device(&cli.config)?, good, version.as_deref(), force)?;
-            println!("boot environment initialised: slot {good} good, slot {} bad", good.other());
+        Command::InitEnv {
+            good,
+            version,
+            force,
+        } => {
+            ops::init_env(
+                &mut open_device(&cli.config)?,
+                good,
+                version.as_deref(),
+                force,
+            )?;
+            println!(
+                "boot environment initialised: slot {good} good, slot {} bad",
+                good.other()
+            );
             Ok(())
         }
         Command::Demo { dir } => crate::demo::run(&dir),

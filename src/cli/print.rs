@@ -7,7 +7,10 @@ use bascule_partitions::SlotName;
 
 pub fn status(report: &StatusReport, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
         return;
     }
     match (report.booted, &report.booted_error) {
@@ -27,7 +30,10 @@ pub fn status(report: &StatusReport, json: bool) {
             (false, false) => "",
         };
         let version = info.version.as_deref().unwrap_or("unknown");
-        println!("slot {}:      {} — version {version}{marks}", info.slot, info.state);
+        println!(
+            "slot {}:      {} — version {version}{marks}",
+            info.slot, info.state
+        );
     }
     println!("security floor: {}", report.security_floor);
     println!("env writes per boot: {}", report.env_writes_per_boot);
@@ -58,7 +64,10 @@ pub fn installed(report: &InstallReport, json: bool) {
         });
         println!("{line}");
     } else if report.dry_run {
-        println!("dry run: bundle {} verified ({} bytes) for slot {}; nothing written", report.version, report.bytes, report.target);
+        println!(
+            "dry run: bundle {} verified ({} bytes) for slot {}; nothing written",
+            report.version, report.bytes, report.target
+        );
     } else {
         println!(
             "installed {} into slot {} ({} bytes); slot {} is pending: reboot to try it",

@@ -34,7 +34,11 @@ pub trait SlotDevices: Send {
     /// Size of slot `slot` of `class`, or `None` if the device has no such class.
     fn slot_size(&mut self, class: &str, slot: SlotName) -> Result<Option<u64>, HalError>;
     /// Opens slot `slot` of `class` for writing.
-    fn open_slot(&mut self, class: &str, slot: SlotName) -> Result<Box<dyn BlockDevice + Send>, HalError>;
+    fn open_slot(
+        &mut self,
+        class: &str,
+        slot: SlotName,
+    ) -> Result<Box<dyn BlockDevice + Send>, HalError>;
     /// The names of the slot classes the device has.
     fn classes(&self) -> Vec<String>;
 }
@@ -85,15 +89,37 @@ pub fn install<R: Read>(
         vars = state::begin_install(dev.scheme, &vars, plan.target);
         dev.env.commit(&vars).map_err(InstallError::EnvCommit)?;
     }
-    progress.start(if opts.dry_run { Phase::Verify } else { Phase::Write }, total);
-    let sink = if opts.dry_run { None } else { Some(&mut *dev.slots) };
+    progress.start(
+        if opts.dry_run {
+            Phase::Verify
+        } else {
+            Phase::Write
+        },
+        total,
+    );
+    let sink = if opts.dry_run {
+        None
+    } else {
+        Some(&mut *dev.slots)
+    };
     stream(&mut reader, &manifest, plan.target, sink, progress)?;
     progress.finish();
     if !opts.dry_run {
-        let pending = state::mark_pending(dev.scheme, &vars, plan.target, &plan.installed, dev.attempts);
+        let pending = state::mark_pending(
+            dev.scheme,
+            &vars,
+            plan.target,
+            &plan.installed,
+            dev.attempts,
+        );
         dev.env.commit(&pending).map_err(InstallError::EnvCommit)?;
     }
-    Ok(InstallReport { target: plan.target, version: manifest.version, bytes: total, dry_run: opts.dry_run })
+    Ok(InstallReport {
+        target: plan.target,
+        version: manifest.version,
+        bytes: total,
+        dry_run: opts.dry_run,
+    })
 }
 
 fn make_plan(
@@ -105,7 +131,10 @@ fn make_plan(
     let target = opts.target.unwrap_or(dev.booted.other());
     let mut sizes = Vec::new();
     for image in &manifest.images {
-        let size = dev.slots.slot_size(&image.slot_class, target).map_err(InstallError::slot(target))?;
+        let size = dev
+            .slots
+            .slot_size(&image.slot_class, target)
+            .map_err(InstallError::slot(target))?;
         sizes.push((image.slot_class.clone(), size));
     }
     let input = PlanInput {
@@ -118,7 +147,12 @@ fn make_plan(
         force: opts.force,
     };
     let size_of = |class: &str, _slot| sizes.iter().find(|(c, _)| c == class).and_then(|(_, s)| *s);
-    Ok(plan_install(manifest, &input, &size_of, &dev.slots.classes())?)
+    Ok(plan_install(
+        manifest,
+        &input,
+        &size_of,
+        &dev.slots.classes(),
+    )?)
 }
 
 struct Decoded {
@@ -139,8 +173,11 @@ fn stream<R: Read>(
     let (stored_pool_tx, stored_pool_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH * 2 + 2);
     let (raw_pool_tx, raw_pool_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH * 2 + 2);
     std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || decode_stage(manifest, stored_rx, decoded_tx, stored_pool_tx, raw_pool_rx));
-        let writer = scope.spawn(move || write_stage(manifest, target, slots, decoded_rx, raw_pool_tx));
+        let decoder = scope.spawn(move || {
+            decode_stage(manifest, stored_rx, decoded_tx, stored_pool_tx, raw_pool_rx)
+        });
+        let writer =
+            scope.spawn(move || write_stage(manifest, target, slots, decoded_rx, raw_pool_tx));
         let read_result = read_stage(reader, stored_tx, stored_pool_rx, progress);
         let decode_result = decoder.join().unwrap_or(Err(InstallError::Stopped));
         let write_result = writer.join().unwrap_or(Err(InstallError::Stopped));
@@ -173,7 +210,9 @@ fn read_stage<R: Read>(
     let mut done = 0u64;
     loop {
         let mut buf = pool.try_recv().unwrap_or_default();
-        let Some(chunk) = reader.next_stored_chunk(&mut buf)? else { return Ok(()) };
+        let Some(chunk) = reader.next_stored_chunk(&mut buf)? else {
+            return Ok(());
+        };
         done += u64::from(chunk.raw_len);
         out.send((chunk, buf)).map_err(|_| InstallError::Stopped)?;
         progress.advance(done);
@@ -193,7 +232,8 @@ fn decode_stage(
         decode_chunk(entry, chunk.image, &chunk, &stored, &mut raw)?;
         // The pool is bounded; a full pool only means this buffer is freed instead.
         drop(stored_pool.try_send(stored));
-        out.send(Decoded { chunk, raw }).map_err(|_| InstallError::Stopped)?;
+        out.send(Decoded { chunk, raw })
+            .map_err(|_| InstallError::Stopped)?;
     }
     Ok(())
 }
@@ -222,17 +262,29 @@ fn write_stage(
             }
             let class = &manifest.images[chunk.image].slot_class;
             let dev = match slots.as_deref_mut() {
-                Some(s) => Some(s.open_slot(class, target).map_err(InstallError::slot(target))?),
+                Some(s) => Some(
+                    s.open_slot(class, target)
+                        .map_err(InstallError::slot(target))?,
+                ),
                 None => None,
             };
-            current = Some(OpenImage { index: chunk.image, dev, hasher: Sha256::new(), written: 0 });
+            current = Some(OpenImage {
+                index: chunk.image,
+                dev,
+                hasher: Sha256::new(),
+                written: 0,
+            });
         }
         let open = current.as_mut().ok_or(InstallError::Stopped)?;
         if chunk.offset != open.written {
-            return Err(InstallError::OutOfOrder { image: chunk.image, offset: chunk.offset });
+            return Err(InstallError::OutOfOrder {
+                image: chunk.image,
+                offset: chunk.offset,
+            });
         }
         if let Some(dev) = open.dev.as_mut() {
-            dev.write_at(chunk.offset, &raw).map_err(InstallError::slot(target))?;
+            dev.write_at(chunk.offset, &raw)
+                .map_err(InstallError::slot(target))?;
         }
         open.hasher.update(&raw);
         open.written += raw.len() as u64;
@@ -243,21 +295,37 @@ fn write_stage(
     }
     for (index, image) in manifest.images.iter().enumerate() {
         if !finished.contains(&index) && image.size > 0 {
-            return Err(InstallError::ImageIncomplete { image: index, written: 0, size: image.size });
+            return Err(InstallError::ImageIncomplete {
+                image: index,
+                written: 0,
+                size: image.size,
+            });
         }
     }
     Ok(())
 }
 
 /// Checks an image's length and SHA-256 against the manifest, then syncs its slot.
-fn finish_image(manifest: &Manifest, target: SlotName, mut open: OpenImage) -> Result<usize, InstallError> {
+fn finish_image(
+    manifest: &Manifest,
+    target: SlotName,
+    mut open: OpenImage,
+) -> Result<usize, InstallError> {
     let entry = &manifest.images[open.index];
     if open.written != entry.size {
-        return Err(InstallError::ImageIncomplete { image: open.index, written: open.written, size: entry.size });
+        return Err(InstallError::ImageIncomplete {
+            image: open.index,
+            written: open.written,
+            size: entry.size,
+        });
     }
     let found: [u8; 32] = open.hasher.finalize().into();
     if found != entry.sha256 {
-        return Err(InstallError::ImageHash { image: open.index, expected: hex(&entry.sha256), found: hex(&found) });
+        return Err(InstallError::ImageHash {
+            image: open.index,
+            expected: hex(&entry.sha256),
+            found: hex(&found),
+        });
     }
     if let Some(dev) = open.dev.as_mut() {
         dev.sync().map_err(InstallError::slot(target))?;

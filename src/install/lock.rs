@@ -22,9 +22,18 @@ impl InstallLock {
     /// [`InstallError::Locked`] naming the holder.
     pub fn acquire(state_dir: &Path) -> Result<InstallLock, InstallError> {
         let path = state_dir.join("install.lock");
-        let io_err = |e: std::io::Error| InstallError::LockIo { path: path.display().to_string(), message: e.to_string() };
+        let io_err = |e: std::io::Error| InstallError::LockIo {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         std::fs::create_dir_all(state_dir).map_err(io_err)?;
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err)?;
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((mut file, _errno)) => {
@@ -32,8 +41,15 @@ impl InstallLock {
                 // The pid is only for the message; an unreadable file leaves it empty.
                 drop(file.read_to_string(&mut pid));
                 let pid = pid.trim();
-                let holder = if pid.is_empty() { String::new() } else { format!(" by pid {pid}") };
-                return Err(InstallError::Locked { path: path.display().to_string(), holder });
+                let holder = if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by pid {pid}")
+                };
+                return Err(InstallError::Locked {
+                    path: path.display().to_string(),
+                    holder,
+                });
             }
         };
         lock.set_len(0).map_err(io_err)?;
@@ -52,8 +68,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = InstallLock::acquire(dir.path()).unwrap();
         let err = InstallLock::acquire(dir.path()).err().unwrap();
-        assert!(err.to_string().contains("another install is running"), "{err}");
-        assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
+        assert!(
+            err.to_string().contains("another install is running"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&std::process::id().to_string()),
+            "{err}"
+        );
         drop(first);
         assert!(InstallLock::acquire(dir.path()).is_ok());
     }

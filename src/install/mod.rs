@@ -38,7 +38,11 @@ pub enum InstallError {
     #[error("image {image}: chunk at offset {offset} arrived out of order")]
     OutOfOrder { image: usize, offset: u64 },
     #[error("image {image}: {written} of {size} bytes written when the payload ended")]
-    ImageIncomplete { image: usize, written: u64, size: u64 },
+    ImageIncomplete {
+        image: usize,
+        written: u64,
+        size: u64,
+    },
     #[error("image {image}: SHA-256 of the written image is {found}, the signed manifest says {expected}")]
     ImageHash {
         image: usize,

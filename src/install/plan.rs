@@ -103,16 +103,36 @@ pub fn plan_install(
     for (index, image) in manifest.images.iter().enumerate() {
         let class = image.slot_class.clone();
         let Some(slot_size) = slot_size(&class, target) else {
-            return Err(PlanError::UnknownClass { image: index, class, known: known_classes.join(", ") });
+            return Err(PlanError::UnknownClass {
+                image: index,
+                class,
+                known: known_classes.join(", "),
+            });
         };
         if image.size > slot_size {
-            return Err(PlanError::ImageTooLarge { image: index, class, slot: target, size: image.size, slot_size });
+            return Err(PlanError::ImageTooLarge {
+                image: index,
+                class,
+                slot: target,
+                size: image.size,
+                slot_size,
+            });
         }
-        images.push(PlannedImage { image: index, class, size: image.size });
+        images.push(PlannedImage {
+            image: index,
+            class,
+            size: image.size,
+        });
     }
-    let installed =
-        InstalledImage { version: manifest.version.clone(), security_version: manifest.security_version };
-    Ok(InstallPlan { target, images, installed })
+    let installed = InstalledImage {
+        version: manifest.version.clone(),
+        security_version: manifest.security_version,
+    };
+    Ok(InstallPlan {
+        target,
+        images,
+        installed,
+    })
 }
 
 fn choose_target(input: &PlanInput) -> Result<SlotName, PlanError> {
@@ -131,15 +151,22 @@ fn choose_target(input: &PlanInput) -> Result<SlotName, PlanError> {
 
 fn check_version(manifest: &Manifest, input: &PlanInput) -> Result<(), PlanError> {
     if manifest.security_version < input.security_floor {
-        return Err(PlanError::BelowSecurityFloor { bundle: manifest.security_version, floor: input.security_floor });
+        return Err(PlanError::BelowSecurityFloor {
+            bundle: manifest.security_version,
+            floor: input.security_floor,
+        });
     }
-    let bundle = Version::parse(&manifest.version).map_err(|_| PlanError::BadVersion(manifest.version.clone()))?;
+    let bundle = Version::parse(&manifest.version)
+        .map_err(|_| PlanError::BadVersion(manifest.version.clone()))?;
     let running = input.boot_state.slot(input.booted).version.as_deref();
     let Some(running) = running.and_then(|v| Version::parse(v).ok()) else {
         return Ok(()); // nothing known about the running version: no downgrade check possible
     };
     if bundle < running && !input.allow_downgrade {
-        return Err(PlanError::Downgrade { bundle: bundle.to_string(), running: running.to_string() });
+        return Err(PlanError::Downgrade {
+            bundle: bundle.to_string(),
+            running: running.to_string(),
+        });
     }
     Ok(())
 }
@@ -166,22 +193,36 @@ mod tests {
                 sha256: [0; 32],
                 compression: Compression::None,
                 chunk_size: 4096,
-                chunks: vec![ChunkEntry { sha256: [0; 32], stored_len: 4096 }],
+                chunks: vec![ChunkEntry {
+                    sha256: [0; 32],
+                    stored_len: 4096,
+                }],
             }],
         }
     }
 
     fn env(booted_version: &str) -> EnvVars {
-        let base: EnvVars = [("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let image = InstalledImage { version: booted_version.into(), security_version: 1 };
+        let base: EnvVars = [
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "3"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let image = InstalledImage {
+            version: booted_version.into(),
+            security_version: 1,
+        };
         let pending = state::mark_pending(&RaucUboot, &base, SlotName::A, &image, 3);
         state::confirm(&RaucUboot, &pending, SlotName::A, 3).unwrap()
     }
 
-    fn plan(m: &Manifest, vars: &EnvVars, tweak: impl Fn(&mut PlanInput)) -> Result<InstallPlan, PlanError> {
+    fn plan(
+        m: &Manifest,
+        vars: &EnvVars,
+        tweak: impl Fn(&mut PlanInput),
+    ) -> Result<InstallPlan, PlanError> {
         let st = BootState::read(&RaucUboot, vars).unwrap();
         let mut input = PlanInput {
             compatible: "acme",
@@ -208,21 +249,39 @@ mod tests {
     fn refuses_each_bad_input() {
         let e = env("1.0.0");
         let m = manifest("2.0.0", 1, 4096);
-        assert!(matches!(plan(&m, &e, |i| i.compatible = "other"), Err(PlanError::Incompatible { .. })));
+        assert!(matches!(
+            plan(&m, &e, |i| i.compatible = "other"),
+            Err(PlanError::Incompatible { .. })
+        ));
         assert_eq!(
             plan(&m, &e, |i| i.requested_target = Some(SlotName::A)),
             Err(PlanError::TargetIsBooted(SlotName::A))
         );
-        assert!(matches!(plan(&manifest("0.9.0", 1, 4096), &e, |_| {}), Err(PlanError::Downgrade { .. })));
-        assert!(matches!(plan(&manifest("3.0.0", 0, 4096), &e, |_| {}), Err(PlanError::BelowSecurityFloor { .. })));
-        assert!(matches!(plan(&manifest("3.0.0", 1, 9000), &e, |_| {}), Err(PlanError::ImageTooLarge { .. })));
+        assert!(matches!(
+            plan(&manifest("0.9.0", 1, 4096), &e, |_| {}),
+            Err(PlanError::Downgrade { .. })
+        ));
+        assert!(matches!(
+            plan(&manifest("3.0.0", 0, 4096), &e, |_| {}),
+            Err(PlanError::BelowSecurityFloor { .. })
+        ));
+        assert!(matches!(
+            plan(&manifest("3.0.0", 1, 9000), &e, |_| {}),
+            Err(PlanError::ImageTooLarge { .. })
+        ));
     }
 
     #[test]
     fn downgrade_allowed_only_above_the_floor() {
         let e = env("1.0.0");
-        assert!(plan(&manifest("0.9.0", 1, 4096), &e, |i| i.allow_downgrade = true).is_ok());
-        let below = plan(&manifest("0.9.0", 0, 4096), &e, |i| i.allow_downgrade = true);
+        assert!(
+            plan(&manifest("0.9.0", 1, 4096), &e, |i| i.allow_downgrade =
+                true)
+            .is_ok()
+        );
+        let below = plan(&manifest("0.9.0", 0, 4096), &e, |i| {
+            i.allow_downgrade = true
+        });
         assert!(matches!(below, Err(PlanError::BelowSecurityFloor { .. })));
     }
 
@@ -237,10 +296,16 @@ mod tests {
     #[test]
     fn refuses_while_booted_slot_is_pending_unless_forced() {
         let base = env("1.0.0");
-        let image = InstalledImage { version: "2.0.0".into(), security_version: 1 };
+        let image = InstalledImage {
+            version: "2.0.0".into(),
+            security_version: 1,
+        };
         let pending_a = state::mark_pending(&RaucUboot, &base, SlotName::A, &image, 3);
         let m = manifest("2.1.0", 1, 4096);
-        assert_eq!(plan(&m, &pending_a, |_| {}), Err(PlanError::BootedSlotPending(SlotName::A)));
+        assert_eq!(
+            plan(&m, &pending_a, |_| {}),
+            Err(PlanError::BootedSlotPending(SlotName::A))
+        );
         assert!(plan(&m, &pending_a, |i| i.force = true).is_ok());
     }
 }

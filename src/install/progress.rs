@@ -89,7 +89,12 @@ pub struct LogProgress {
 
 impl LogProgress {
     pub fn new() -> Self {
-        LogProgress { phase: Phase::Write, total: 0, next_tenth: 1, started: Instant::now() }
+        LogProgress {
+            phase: Phase::Write,
+            total: 0,
+            next_tenth: 1,
+            started: Instant::now(),
+        }
     }
 }
 
@@ -101,19 +106,37 @@ impl Default for LogProgress {
 
 impl Progress for LogProgress {
     fn start(&mut self, phase: Phase, total: u64) {
-        *self = LogProgress { phase, total, next_tenth: 1, started: Instant::now() };
+        *self = LogProgress {
+            phase,
+            total,
+            next_tenth: 1,
+            started: Instant::now(),
+        };
         log::info!("{}: {} bytes", phase.as_str(), total);
     }
     fn advance(&mut self, done: u64) {
         while self.total > 0 && self.next_tenth <= 10 && done * 10 >= self.total * self.next_tenth {
-            log::info!("{}: {}% ({} of {} bytes)", self.phase.as_str(), self.next_tenth * 10, done, self.total);
+            log::info!(
+                "{}: {}% ({} of {} bytes)",
+                self.phase.as_str(),
+                self.next_tenth * 10,
+                done,
+                self.total
+            );
             self.next_tenth += 1;
         }
     }
     fn finish(&mut self) {
         let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { self.total as f64 / secs / 1e6 } else { 0.0 };
-        log::info!("{}: done in {secs:.2} s ({rate:.0} MB/s)", self.phase.as_str());
+        let rate = if secs > 0.0 {
+            self.total as f64 / secs / 1e6
+        } else {
+            0.0
+        };
+        log::info!(
+            "{}: done in {secs:.2} s ({rate:.0} MB/s)",
+            self.phase.as_str()
+        );
     }
 }
 
@@ -127,7 +150,12 @@ pub struct JsonProgress {
 
 impl JsonProgress {
     pub fn new() -> Self {
-        JsonProgress { phase: Phase::Write, total: 0, started: Instant::now(), last_emit: None }
+        JsonProgress {
+            phase: Phase::Write,
+            total: 0,
+            started: Instant::now(),
+            last_emit: None,
+        }
     }
 
     fn emit(&mut self, done: u64, event: &str) {
@@ -152,11 +180,18 @@ impl Default for JsonProgress {
 
 impl Progress for JsonProgress {
     fn start(&mut self, phase: Phase, total: u64) {
-        *self = JsonProgress { phase, total, started: Instant::now(), last_emit: None };
+        *self = JsonProgress {
+            phase,
+            total,
+            started: Instant::now(),
+            last_emit: None,
+        };
         self.emit(0, "start");
     }
     fn advance(&mut self, done: u64) {
-        let due = self.last_emit.is_none_or(|t| t.elapsed().as_millis() >= 200);
+        let due = self
+            .last_emit
+            .is_none_or(|t| t.elapsed().as_millis() >= 200);
         if due || done == self.total {
             self.emit(done, "progress");
         }

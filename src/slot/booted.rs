@@ -9,7 +9,9 @@ use bascule_partitions::SlotName;
 /// Why the booted slot could not be determined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BootedSlotError {
-    #[error("the kernel command line names no booted slot (expected {keys}=A or =B); refusing to guess")]
+    #[error(
+        "the kernel command line names no booted slot (expected {keys}=A or =B); refusing to guess"
+    )]
     NotNamed { keys: String },
     #[error("the kernel command line names slot {value:?} via {key}, which is not A or B")]
     BadValue { key: String, value: String },
@@ -21,20 +23,31 @@ pub enum BootedSlotError {
 pub fn booted_slot(cmdline: &str, keys: &[&str]) -> Result<SlotName, BootedSlotError> {
     let mut found: Option<SlotName> = None;
     for word in cmdline.split_whitespace() {
-        let Some((key, value)) = word.split_once('=') else { continue };
+        let Some((key, value)) = word.split_once('=') else {
+            continue;
+        };
         if !keys.contains(&key) {
             continue;
         }
-        let slot = value.parse::<SlotName>().map_err(|_| BootedSlotError::BadValue {
-            key: key.to_string(),
-            value: value.to_string(),
-        })?;
+        let slot = value
+            .parse::<SlotName>()
+            .map_err(|_| BootedSlotError::BadValue {
+                key: key.to_string(),
+                value: value.to_string(),
+            })?;
         match found {
-            Some(first) if first != slot => return Err(BootedSlotError::Conflicting { first, second: slot }),
+            Some(first) if first != slot => {
+                return Err(BootedSlotError::Conflicting {
+                    first,
+                    second: slot,
+                })
+            }
             _ => found = Some(slot),
         }
     }
-    found.ok_or_else(|| BootedSlotError::NotNamed { keys: keys.join(" or ") })
+    found.ok_or_else(|| BootedSlotError::NotNamed {
+        keys: keys.join(" or "),
+    })
 }
 
 #[cfg(test)]
@@ -45,14 +58,26 @@ mod tests {
 
     #[test]
     fn finds_either_key() {
-        assert_eq!(booted_slot("console=ttyS0 bascule.slot=B quiet", KEYS), Ok(SlotName::B));
-        assert_eq!(booted_slot("root=/dev/vda2 rauc.slot=A", KEYS), Ok(SlotName::A));
+        assert_eq!(
+            booted_slot("console=ttyS0 bascule.slot=B quiet", KEYS),
+            Ok(SlotName::B)
+        );
+        assert_eq!(
+            booted_slot("root=/dev/vda2 rauc.slot=A", KEYS),
+            Ok(SlotName::A)
+        );
     }
 
     #[test]
     fn refuses_when_unsure() {
-        assert!(matches!(booted_slot("console=ttyS0", KEYS), Err(BootedSlotError::NotNamed { .. })));
-        assert!(matches!(booted_slot("bascule.slot=C", KEYS), Err(BootedSlotError::BadValue { .. })));
+        assert!(matches!(
+            booted_slot("console=ttyS0", KEYS),
+            Err(BootedSlotError::NotNamed { .. })
+        ));
+        assert!(matches!(
+            booted_slot("bascule.slot=C", KEYS),
+            Err(BootedSlotError::BadValue { .. })
+        ));
         assert!(matches!(
             booted_slot("bascule.slot=A rauc.slot=B", KEYS),
             Err(BootedSlotError::Conflicting { .. })

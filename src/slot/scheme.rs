@@ -70,14 +70,18 @@ pub trait BootScheme {
 }
 
 fn parse_order(var: &str, vars: &EnvVars) -> Result<Vec<SlotName>, SchemeError> {
-    let value = vars.get(var).ok_or_else(|| SchemeError::Missing { var: var.into() })?;
+    let value = vars
+        .get(var)
+        .ok_or_else(|| SchemeError::Missing { var: var.into() })?;
     let mut order = Vec::new();
     for word in value.split_whitespace() {
-        let slot = word.parse::<SlotName>().map_err(|_| SchemeError::BadValue {
-            var: var.into(),
-            value: value.clone(),
-            reason: "slot names must be A or B",
-        })?;
+        let slot = word
+            .parse::<SlotName>()
+            .map_err(|_| SchemeError::BadValue {
+                var: var.into(),
+                value: value.clone(),
+                reason: "slot names must be A or B",
+            })?;
         if !order.contains(&slot) {
             order.push(slot);
         }
@@ -106,12 +110,17 @@ impl RaucUboot {
 
     fn read_left(vars: &EnvVars, slot: SlotName) -> Result<u8, SchemeError> {
         let var = Self::left_var(slot);
-        let Some(value) = vars.get(&var) else { return Ok(0) };
-        value.trim().parse::<u8>().map_err(|_| SchemeError::BadValue {
-            var,
-            value: value.clone(),
-            reason: "expected a decimal count 0-255",
-        })
+        let Some(value) = vars.get(&var) else {
+            return Ok(0);
+        };
+        value
+            .trim()
+            .parse::<u8>()
+            .map_err(|_| SchemeError::BadValue {
+                var,
+                value: value.clone(),
+                reason: "expected a decimal count 0-255",
+            })
     }
 
     fn order_or_empty(vars: &EnvVars) -> Vec<SlotName> {
@@ -126,7 +135,10 @@ impl BootScheme for RaucUboot {
 
     fn read(&self, vars: &EnvVars) -> Result<SchemeView, SchemeError> {
         let order = parse_order("BOOT_ORDER", vars)?;
-        let tries = [Self::read_left(vars, SlotName::A)?, Self::read_left(vars, SlotName::B)?];
+        let tries = [
+            Self::read_left(vars, SlotName::A)?,
+            Self::read_left(vars, SlotName::B)?,
+        ];
         Ok(SchemeView { order, tries })
     }
 
@@ -177,7 +189,8 @@ pub struct RaucGrub;
 
 impl RaucGrub {
     fn flag(vars: &EnvVars, slot: SlotName, suffix: &str) -> bool {
-        vars.get(&format!("{slot}_{suffix}")).is_some_and(|v| v.trim() == "1")
+        vars.get(&format!("{slot}_{suffix}"))
+            .is_some_and(|v| v.trim() == "1")
     }
 
     fn set_flags(vars: &mut EnvVars, slot: SlotName, ok: bool, tried: bool) {
@@ -197,8 +210,12 @@ impl BootScheme for RaucGrub {
 
     fn read(&self, vars: &EnvVars) -> Result<SchemeView, SchemeError> {
         let order = parse_order("ORDER", vars)?;
-        let tries_of = |slot| u8::from(Self::flag(vars, slot, "OK") && !Self::flag(vars, slot, "TRY"));
-        Ok(SchemeView { order, tries: [tries_of(SlotName::A), tries_of(SlotName::B)] })
+        let tries_of =
+            |slot| u8::from(Self::flag(vars, slot, "OK") && !Self::flag(vars, slot, "TRY"));
+        Ok(SchemeView {
+            order,
+            tries: [tries_of(SlotName::A), tries_of(SlotName::B)],
+        })
     }
 
     fn set_bad(&self, vars: &mut EnvVars, slot: SlotName) {
@@ -239,12 +256,19 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> EnvVars {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn uboot_reads_raucs_variables() {
-        let env = vars(&[("BOOT_ORDER", "B A"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "0")]);
+        let env = vars(&[
+            ("BOOT_ORDER", "B A"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "0"),
+        ]);
         let view = RaucUboot.read(&env).unwrap();
         assert_eq!(view.order, vec![SlotName::B, SlotName::A]);
         assert!(!view.bootable(SlotName::B));
@@ -253,7 +277,11 @@ mod tests {
 
     #[test]
     fn uboot_bad_removes_from_order_and_zeroes_counter() {
-        let mut env = vars(&[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3")]);
+        let mut env = vars(&[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "3"),
+        ]);
         RaucUboot.set_bad(&mut env, SlotName::B);
         assert_eq!(env["BOOT_ORDER"], "A");
         assert_eq!(env["BOOT_B_LEFT"], "0");
@@ -261,7 +289,11 @@ mod tests {
 
     #[test]
     fn uboot_primary_moves_to_front_and_resets_counter() {
-        let mut env = vars(&[("BOOT_ORDER", "A"), ("BOOT_A_LEFT", "2"), ("BOOT_B_LEFT", "0")]);
+        let mut env = vars(&[
+            ("BOOT_ORDER", "A"),
+            ("BOOT_A_LEFT", "2"),
+            ("BOOT_B_LEFT", "0"),
+        ]);
         RaucUboot.set_primary(&mut env, SlotName::B, 3);
         assert_eq!(env["BOOT_ORDER"], "B A");
         assert_eq!(env["BOOT_B_LEFT"], "3");
@@ -270,7 +302,11 @@ mod tests {
 
     #[test]
     fn uboot_boot_takes_a_try_then_falls_back() {
-        let mut env = vars(&[("BOOT_ORDER", "B A"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "1")]);
+        let mut env = vars(&[
+            ("BOOT_ORDER", "B A"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "1"),
+        ]);
         assert_eq!(RaucUboot.boot(&mut env, 3), BootDecision::Boot(SlotName::B));
         assert_eq!(env["BOOT_B_LEFT"], "0");
         assert_eq!(RaucUboot.boot(&mut env, 3), BootDecision::Boot(SlotName::A));
@@ -279,28 +315,51 @@ mod tests {
 
     #[test]
     fn uboot_boot_with_no_slot_resets_counters() {
-        let mut env = vars(&[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "0"), ("BOOT_B_LEFT", "0")]);
-        assert_eq!(RaucUboot.boot(&mut env, 3), BootDecision::NoSlotResetCounters);
+        let mut env = vars(&[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "0"),
+            ("BOOT_B_LEFT", "0"),
+        ]);
+        assert_eq!(
+            RaucUboot.boot(&mut env, 3),
+            BootDecision::NoSlotResetCounters
+        );
         assert_eq!(env["BOOT_A_LEFT"], "3");
     }
 
     #[test]
     fn uboot_rejects_non_decimal_counter() {
-        let env = vars(&[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "x"), ("BOOT_B_LEFT", "3")]);
+        let env = vars(&[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "x"),
+            ("BOOT_B_LEFT", "3"),
+        ]);
         let err = RaucUboot.read(&env).unwrap_err();
         assert!(err.to_string().contains("BOOT_A_LEFT"), "{err}");
     }
 
     #[test]
     fn grub_good_means_ok_and_not_tried() {
-        let env = vars(&[("ORDER", "A B"), ("A_OK", "1"), ("A_TRY", "1"), ("B_OK", "1"), ("B_TRY", "0")]);
+        let env = vars(&[
+            ("ORDER", "A B"),
+            ("A_OK", "1"),
+            ("A_TRY", "1"),
+            ("B_OK", "1"),
+            ("B_TRY", "0"),
+        ]);
         let view = RaucGrub.read(&env).unwrap();
         assert_eq!(view.tries, [0, 1]);
     }
 
     #[test]
     fn grub_boot_sets_try_and_primary_clears_it() {
-        let mut env = vars(&[("ORDER", "A B"), ("A_OK", "1"), ("A_TRY", "0"), ("B_OK", "0"), ("B_TRY", "0")]);
+        let mut env = vars(&[
+            ("ORDER", "A B"),
+            ("A_OK", "1"),
+            ("A_TRY", "0"),
+            ("B_OK", "0"),
+            ("B_TRY", "0"),
+        ]);
         RaucGrub.set_primary(&mut env, SlotName::B, 3);
         assert_eq!(env["ORDER"], "B A");
         assert_eq!(RaucGrub.boot(&mut env, 3), BootDecision::Boot(SlotName::B));

@@ -56,11 +56,15 @@ impl fmt::Display for SlotState {
         match self {
             SlotState::Good => f.write_str("good"),
             SlotState::Pending { tries_left } => write!(f, "pending ({tries_left} tries left)"),
-            SlotState::Bad { reason: BadReason::NotInBootOrder } => f.write_str("bad (not in boot order)"),
-            SlotState::Bad { reason: BadReason::TriesExhausted } => {
-                f.write_str("bad (rolled back: tries ran out before it was confirmed)")
-            }
-            SlotState::Bad { reason: BadReason::NoTriesLeft } => f.write_str("bad (no tries left)"),
+            SlotState::Bad {
+                reason: BadReason::NotInBootOrder,
+            } => f.write_str("bad (not in boot order)"),
+            SlotState::Bad {
+                reason: BadReason::TriesExhausted,
+            } => f.write_str("bad (rolled back: tries ran out before it was confirmed)"),
+            SlotState::Bad {
+                reason: BadReason::NoTriesLeft,
+            } => f.write_str("bad (no tries left)"),
         }
     }
 }
@@ -91,7 +95,9 @@ impl BootState {
     /// Interprets `vars` with `scheme`.
     pub fn read(scheme: &dyn BootScheme, vars: &EnvVars) -> Result<BootState, SchemeError> {
         let view = scheme.read(vars)?;
-        let pending = vars.get(PENDING_VAR).and_then(|v| v.parse::<SlotName>().ok());
+        let pending = vars
+            .get(PENDING_VAR)
+            .and_then(|v| v.parse::<SlotName>().ok());
         let info = |slot: SlotName| SlotInfo {
             slot,
             state: slot_state(&view, pending, slot),
@@ -100,7 +106,11 @@ impl BootState {
             security_version: vars.get(&secver_var(slot)).and_then(|v| v.parse().ok()),
         };
         let slots = [info(SlotName::A), info(SlotName::B)];
-        Ok(BootState { view, pending, slots })
+        Ok(BootState {
+            view,
+            pending,
+            slots,
+        })
     }
 
     /// The info of `slot`.
@@ -113,12 +123,18 @@ fn slot_state(view: &SchemeView, pending: Option<SlotName>, slot: SlotName) -> S
     let tries_left = view.tries[slot.index()];
     let on_trial = pending == Some(slot);
     if !view.order.contains(&slot) {
-        return SlotState::Bad { reason: BadReason::NotInBootOrder };
+        return SlotState::Bad {
+            reason: BadReason::NotInBootOrder,
+        };
     }
     match (on_trial, tries_left) {
-        (true, 0) => SlotState::Bad { reason: BadReason::TriesExhausted },
+        (true, 0) => SlotState::Bad {
+            reason: BadReason::TriesExhausted,
+        },
         (true, n) => SlotState::Pending { tries_left: n },
-        (false, 0) => SlotState::Bad { reason: BadReason::NoTriesLeft },
+        (false, 0) => SlotState::Bad {
+            reason: BadReason::NoTriesLeft,
+        },
         (false, _) => SlotState::Good,
     }
 }
@@ -162,7 +178,12 @@ pub fn mark_pending(
 
 /// The running slot is healthy: it stays the boot choice. `None` when nothing
 /// changes (an already confirmed slot with full tries costs no write).
-pub fn confirm(scheme: &dyn BootScheme, vars: &EnvVars, slot: SlotName, attempts: u8) -> Option<EnvVars> {
+pub fn confirm(
+    scheme: &dyn BootScheme,
+    vars: &EnvVars,
+    slot: SlotName,
+    attempts: u8,
+) -> Option<EnvVars> {
     let mut next = vars.clone();
     scheme.set_good(&mut next, slot, attempts);
     if next.get(PENDING_VAR).map(String::as_str) == Some(slot.as_str()) {
@@ -184,14 +205,21 @@ mod tests {
     use crate::slot::scheme::{BootDecision, RaucGrub, RaucUboot};
 
     fn fresh_uboot() -> EnvVars {
-        [("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "3"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     fn v2() -> InstalledImage {
-        InstalledImage { version: "2.0.0".into(), security_version: 1 }
+        InstalledImage {
+            version: "2.0.0".into(),
+            security_version: 1,
+        }
     }
 
     #[test]
@@ -204,7 +232,10 @@ mod tests {
 
         let mut env = mark_pending(s, &env, SlotName::B, &v2(), 3);
         let st = BootState::read(s, &env).unwrap();
-        assert_eq!(st.slot(SlotName::B).state, SlotState::Pending { tries_left: 3 });
+        assert_eq!(
+            st.slot(SlotName::B).state,
+            SlotState::Pending { tries_left: 3 }
+        );
         assert!(st.slot(SlotName::B).primary);
         assert_eq!(st.slot(SlotName::B).version.as_deref(), Some("2.0.0"));
 
@@ -223,26 +254,52 @@ mod tests {
     #[test]
     fn pending_slot_that_runs_out_of_tries_is_a_rollback() {
         let s = &RaucUboot;
-        let mut env = mark_pending(s, &begin_install(s, &fresh_uboot(), SlotName::B), SlotName::B, &v2(), 2);
+        let mut env = mark_pending(
+            s,
+            &begin_install(s, &fresh_uboot(), SlotName::B),
+            SlotName::B,
+            &v2(),
+            2,
+        );
         for _ in 0..2 {
             assert_eq!(s.boot(&mut env, 3), BootDecision::Boot(SlotName::B));
         }
         assert_eq!(s.boot(&mut env, 3), BootDecision::Boot(SlotName::A));
         let st = BootState::read(s, &env).unwrap();
-        assert_eq!(st.slot(SlotName::B).state, SlotState::Bad { reason: BadReason::TriesExhausted });
+        assert_eq!(
+            st.slot(SlotName::B).state,
+            SlotState::Bad {
+                reason: BadReason::TriesExhausted
+            }
+        );
     }
 
     #[test]
     fn grub_cycle_uses_one_try() {
         let s = &RaucGrub;
-        let base: EnvVars = [("ORDER", "A B"), ("A_OK", "1"), ("A_TRY", "0"), ("B_OK", "1"), ("B_TRY", "0")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let mut env = mark_pending(s, &begin_install(s, &base, SlotName::B), SlotName::B, &v2(), 3);
+        let base: EnvVars = [
+            ("ORDER", "A B"),
+            ("A_OK", "1"),
+            ("A_TRY", "0"),
+            ("B_OK", "1"),
+            ("B_TRY", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut env = mark_pending(
+            s,
+            &begin_install(s, &base, SlotName::B),
+            SlotName::B,
+            &v2(),
+            3,
+        );
         assert_eq!(s.boot(&mut env, 3), BootDecision::Boot(SlotName::B));
         let env = confirm(s, &env, SlotName::B, 3).unwrap();
-        assert_eq!(BootState::read(s, &env).unwrap().slot(SlotName::B).state, SlotState::Good);
+        assert_eq!(
+            BootState::read(s, &env).unwrap().slot(SlotName::B).state,
+            SlotState::Good
+        );
     }
 
     #[test]
