@@ -20,6 +20,7 @@ extern crate alloc;
 pub mod block;
 pub mod env;
 pub mod error;
+pub mod gpt;
 
 #[cfg(feature = "std")]
 pub use block::FileBlock;
