@@ -15,7 +15,9 @@
 //! - boot a slot whose image is the version the env records for it.
 use bascule::bundle::{ChunkEntry, Compression, ImageEntry, Manifest, FORMAT_VERSION};
 use bascule::install::{plan_install, PlanInput};
-use bascule::slot::{state, BootDecision, BootScheme, BootState, InstalledImage, RaucGrub, RaucUboot};
+use bascule::slot::{
+    state, BootDecision, BootScheme, BootState, InstalledImage, RaucGrub, RaucUboot,
+};
 use bascule_hal::env::uboot::UbootLayout;
 use bascule_hal::env::MemFiles;
 use bascule_hal::{EnvStore, EnvVars, GrubEnv, MemBlock, UbootEnv};
@@ -49,7 +51,9 @@ enum CutStage {
 
 #[derive(Debug, Clone, Copy)]
 enum Event {
-    InstallGood { force: bool },
+    InstallGood {
+        force: bool,
+    },
     /// An install whose payload fails verification (a bad chunk): the engine stops.
     InstallBad,
     Reboot,
@@ -105,7 +109,10 @@ fn manifest(major: u32) -> Manifest {
             sha256: [0; 32],
             compression: Compression::None,
             chunk_size: 4096,
-            chunks: vec![ChunkEntry { sha256: [0; 32], stored_len: 4096 }],
+            chunks: vec![ChunkEntry {
+                sha256: [0; 32],
+                stored_len: 4096,
+            }],
         }],
     }
 }
@@ -116,14 +123,28 @@ impl Device {
         let mut env: Box<dyn EnvStore> = if grub {
             Box::new(GrubEnv::new(MemFiles::new()))
         } else {
-            let layout = UbootLayout { offset: 0, size: 0x1000, redundant_offset: Some(0x1000) };
+            let layout = UbootLayout {
+                offset: 0,
+                size: 0x1000,
+                redundant_offset: Some(0x1000),
+            };
             Box::new(UbootEnv::new(MemBlock::new("env", 0x2000), layout).expect("layout"))
         };
-        let v1 = InstalledImage { version: version(1), security_version: 1 };
+        let v1 = InstalledImage {
+            version: version(1),
+            security_version: 1,
+        };
         let pending = state::mark_pending(scheme, &EnvVars::new(), SlotName::A, &v1, ATTEMPTS);
         let good = state::confirm(scheme, &pending, SlotName::A, ATTEMPTS).unwrap_or(pending);
-        env.commit(&state::begin_install(scheme, &good, SlotName::B)).expect("factory commit");
-        Device { scheme, env, slots: [Content::Image(1), Content::Unverified], booted: SlotName::A, next_major: 2 }
+        env.commit(&state::begin_install(scheme, &good, SlotName::B))
+            .expect("factory commit");
+        Device {
+            scheme,
+            env,
+            slots: [Content::Image(1), Content::Unverified],
+            booted: SlotName::A,
+            next_major: 2,
+        }
     }
 
     fn load(&mut self) -> EnvVars {
@@ -155,8 +176,15 @@ impl Device {
     }
 
     /// An install, stopped at `stop` (a power cut) or run to the end (`None`).
-    fn install(&mut self, force: bool, corrupt: bool, stop: Option<CutStage>) -> Result<(), String> {
-        let Some((target, vars, major)) = self.plan(force) else { return Ok(()) };
+    fn install(
+        &mut self,
+        force: bool,
+        corrupt: bool,
+        stop: Option<CutStage>,
+    ) -> Result<(), String> {
+        let Some((target, vars, major)) = self.plan(force) else {
+            return Ok(());
+        };
         if matches!(stop, Some(CutStage::BeforeBegin)) {
             return self.reboot();
         }
@@ -173,7 +201,10 @@ impl Device {
         if matches!(stop, Some(CutStage::BeforePending)) {
             return self.reboot();
         }
-        let image = InstalledImage { version: version(major), security_version: 1 };
+        let image = InstalledImage {
+            version: version(major),
+            security_version: 1,
+        };
         let pending = state::mark_pending(self.scheme, &vars, target, &image, ATTEMPTS);
         self.commit(&pending);
         if stop.is_some() {
@@ -199,11 +230,15 @@ impl Device {
 
     fn check_boot(&self, slot: SlotName, vars: &EnvVars) -> Result<(), String> {
         let Content::Image(major) = self.slots[slot.index()] else {
-            return Err(format!("bootloader boots slot {slot}, which holds no verified image"));
+            return Err(format!(
+                "bootloader boots slot {slot}, which holds no verified image"
+            ));
         };
         let recorded = vars.get(&format!("BASCULE_{slot}_VERSION"));
         if recorded != Some(&version(major)) {
-            return Err(format!("slot {slot} holds v{major} but the env records {recorded:?}"));
+            return Err(format!(
+                "slot {slot} holds v{major} but the env records {recorded:?}"
+            ));
         }
         Ok(())
     }
@@ -241,12 +276,15 @@ impl Device {
                 BootDecision::NoSlotResetCounters => {
                     resets_in_a_row += 1;
                     if resets_in_a_row > 1 {
-                        return Err(format!("BRICK at boot {n}: no bootable slot after the counter reset"));
+                        return Err(format!(
+                            "BRICK at boot {n}: no bootable slot after the counter reset"
+                        ));
                     }
                 }
                 BootDecision::Boot(slot) => {
                     resets_in_a_row = 0;
-                    self.check_boot(slot, &vars).map_err(|e| format!("boot {n}: {e}"))?;
+                    self.check_boot(slot, &vars)
+                        .map_err(|e| format!("boot {n}: {e}"))?;
                 }
             }
         }
@@ -260,7 +298,11 @@ fn run(scheme: &'static dyn BootScheme, grub: bool, events: &[Event]) -> Result<
         let step = dev.apply(event).and_then(|()| dev.check_boot_chain());
         if let Err(why) = step {
             let env = dev.load();
-            let msg = format!("{}: event #{i} {event:?}: {why}; slots {:?}, env {env:?}", scheme.name(), dev.slots);
+            let msg = format!(
+                "{}: event #{i} {event:?}: {why}; slots {:?}, env {env:?}",
+                scheme.name(),
+                dev.slots
+            );
             return Err(TestCaseError::fail(msg));
         }
     }
@@ -286,7 +328,10 @@ proptest! {
 fn model_flags_a_bootable_unverified_slot() {
     let mut dev = Device::factory(&RaucUboot, false);
     let mut vars = dev.load();
-    let image = InstalledImage { version: version(2), security_version: 1 };
+    let image = InstalledImage {
+        version: version(2),
+        security_version: 1,
+    };
     vars = state::mark_pending(&RaucUboot, &vars, SlotName::B, &image, ATTEMPTS);
     dev.commit(&vars);
     assert!(dev.check_boot_chain().is_err());
@@ -296,12 +341,24 @@ fn model_flags_a_bootable_unverified_slot() {
 /// unhealthy one rolls back, for both schemes.
 #[test]
 fn model_runs_an_update_and_a_rollback() {
-    for (scheme, grub) in [(&RaucUboot as &'static dyn BootScheme, false), (&RaucGrub, true)] {
+    for (scheme, grub) in [
+        (&RaucUboot as &'static dyn BootScheme, false),
+        (&RaucGrub, true),
+    ] {
         let mut dev = Device::factory(scheme, grub);
-        for event in [Event::InstallGood { force: false }, Event::Reboot, Event::HealthPass] {
+        for event in [
+            Event::InstallGood { force: false },
+            Event::Reboot,
+            Event::HealthPass,
+        ] {
             dev.apply(event).unwrap();
         }
-        assert_eq!((dev.booted, dev.slots[1]), (SlotName::B, Content::Image(2)), "{}", scheme.name());
+        assert_eq!(
+            (dev.booted, dev.slots[1]),
+            (SlotName::B, Content::Image(2)),
+            "{}",
+            scheme.name()
+        );
         dev.apply(Event::InstallGood { force: false }).unwrap();
         assert_eq!(dev.slots[0], Content::Image(3));
         let mut boots = Vec::new();
@@ -311,6 +368,11 @@ fn model_runs_an_update_and_a_rollback() {
             dev.check_boot_chain().unwrap();
         }
         assert_eq!(boots.first(), Some(&SlotName::A), "{}", scheme.name());
-        assert_eq!(boots.last(), Some(&SlotName::B), "{}: falls back to B", scheme.name());
+        assert_eq!(
+            boots.last(),
+            Some(&SlotName::B),
+            "{}: falls back to B",
+            scheme.name()
+        );
     }
 }
