@@ -31,6 +31,9 @@ pub const SLOT_SIZE: u64 = 4 << 20;
 pub const ENV_SIZE: u64 = 0x4000;
 /// Boot attempts a new slot gets.
 pub const ATTEMPTS: u8 = 3;
+/// Provisioning fills at most this many leading bytes of each slot with random data;
+/// the rest of a large slot stays a hole (zeros).
+pub const PROVISION_RANDOM_MAX: u64 = 16 << 20;
 /// Version provisioned into slot A.
 pub const V1: &str = "1.0.0";
 
@@ -240,9 +243,19 @@ size = {size}
     /// Raw-writes random v1 into A and random bytes into B, then writes the env a
     /// provisioning station would: A good with v1, B not bootable.
     fn provision(&self) {
-        let mut disk = xorshift_bytes(0xA1, self.slot_size as usize);
-        disk.extend(xorshift_bytes(0xB2, self.slot_size as usize));
-        std::fs::write(self.path("disk.img"), disk).expect("write disk");
+        use std::io::{Seek, SeekFrom};
+        let mut disk = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.path("disk.img"))
+            .expect("open disk");
+        let filled = self.slot_size.min(PROVISION_RANDOM_MAX) as usize;
+        for (slot, seed) in [(SlotName::A, 0xA1), (SlotName::B, 0xB2)] {
+            let start = slot.index() as u64 * self.slot_size;
+            disk.seek(SeekFrom::Start(start)).expect("seek disk");
+            disk.write_all(&xorshift_bytes(seed, filled))
+                .expect("write disk");
+        }
+        disk.sync_all().expect("sync disk");
         let v1 = InstalledImage {
             version: V1.into(),
             security_version: 0,
@@ -293,6 +306,17 @@ size = {size}
         let disk = std::fs::read(self.path("disk.img")).expect("read disk");
         let start = (slot.index() as u64 * self.slot_size) as usize;
         disk[start..start + self.slot_size as usize].to_vec()
+    }
+
+    /// The first `len` bytes of `slot`, read without loading the whole slot.
+    pub fn slot_head(&self, slot: SlotName, len: usize) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(self.path("disk.img")).expect("open disk");
+        f.seek(SeekFrom::Start(slot.index() as u64 * self.slot_size))
+            .expect("seek");
+        let mut buf = vec![0u8; len];
+        f.read_exact(&mut buf).expect("read slot head");
+        buf
     }
 
     /// SHA-256 (hex) of all bytes of `slot`.
