@@ -243,3 +243,44 @@ fn second_install_replaces_the_pending_slot() {
         }
     );
 }
+
+#[test]
+fn unconfirmed_slot_rolls_back_after_its_tries() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&fx.image(IMAGE_LEN, 14), &BundleOpts::default());
+    let a_before = fx.slot_bytes(SlotName::A);
+    fx.install(&bundle, &[]).ok();
+    for _ in 0..common::ATTEMPTS {
+        let boot = fx.run(&["simulate-boot"]).ok();
+        assert!(boot.stdout.contains("booting slot B"), "{}", boot.stdout);
+    }
+    let boot = fx.run(&["simulate-boot"]).ok();
+    assert!(
+        boot.stdout.contains("booting slot A"),
+        "no rollback: {}",
+        boot.stdout
+    );
+    assert_eq!(fx.booted(), SlotName::A);
+    assert_eq!(
+        fx.slot_state(SlotName::B),
+        SlotState::Bad {
+            reason: bascule::slot::BadReason::TriesExhausted
+        }
+    );
+    fx.run(&["mark-good"]).ok();
+    assert_eq!(fx.slot_state(SlotName::A), SlotState::Good);
+    assert!(
+        fx.slot_bytes(SlotName::A) == a_before,
+        "slot A was modified"
+    );
+    let status = fx.status_json();
+    assert_eq!(status["slots"][1]["reason"], "tries_exhausted");
+    // The next install into B is allowed again.
+    fx.install(&bundle, &[]).ok();
+    assert_eq!(
+        fx.slot_state(SlotName::B),
+        SlotState::Pending {
+            tries_left: common::ATTEMPTS
+        }
+    );
+}
