@@ -309,6 +309,15 @@ fn image_larger_than_the_slot_is_refused() {
 }
 
 #[test]
+fn image_exactly_the_slot_size_installs() {
+    let fx = Fixture::new();
+    let image = fx.image(common::SLOT_SIZE as usize, 40);
+    let bundle = fx.bundle(&image, &BundleOpts::default().compress("none"));
+    fx.install(&bundle, &[]).ok();
+    assert!(fx.slot_bytes(SlotName::B) == std::fs::read(&image).unwrap());
+}
+
+#[test]
 fn installing_into_the_booted_slot_is_refused() {
     let fx = Fixture::new();
     let bundle = fx.bundle(&fx.image(IMAGE_LEN, 29), &BundleOpts::default());
