@@ -629,3 +629,20 @@ fn mark_good_during_an_install_is_not_lost() {
         fx.env()
     );
 }
+
+#[test]
+fn empty_or_broken_keyring_is_refused_naming_it() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&fx.image(IMAGE_LEN, 42), &BundleOpts::default());
+    let before = fx.snapshot();
+    let public = fx.path("keyring/release.pub");
+    let saved = std::fs::read(&public).unwrap();
+    std::fs::remove_file(&public).unwrap();
+    fx.install(&bundle, &[])
+        .fails_with(&["no public keys", "keyring"]);
+    std::fs::write(&public, b"not a key\n").unwrap();
+    fx.install(&bundle, &[]).fails_with(&["release.pub"]);
+    fx.assert_untouched(&before);
+    std::fs::write(&public, saved).unwrap();
+    fx.install(&bundle, &[]).ok();
+}
