@@ -284,3 +284,31 @@ fn unconfirmed_slot_rolls_back_after_its_tries() {
         }
     );
 }
+
+#[test]
+fn json_progress_stays_parseable_when_the_install_fails() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(
+        &fx.image(IMAGE_LEN, 15),
+        &BundleOpts::default().compress("none"),
+    );
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x40;
+    let bad = fx.write_bundle("late-flip.bundle", &bytes);
+    let run = fx
+        .run(&["install", &bad.display().to_string(), "--progress", "json"])
+        .fails_with(&["chunk"]);
+    for line in run.stdout.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        assert_ne!(
+            v["event"], "installed",
+            "failed install reported success: {line}"
+        );
+    }
+    assert!(!matches!(
+        fx.slot_state(SlotName::B),
+        SlotState::Pending { .. }
+    ));
+}
