@@ -226,6 +226,7 @@ pub fn install(rail: &PowerRail, release: &Release, booted: SlotName) -> Result<
         booted,
         attempts: ATTEMPTS,
         security_floor: 0,
+        env_lock_dir: None,
     };
     install::install(reader, target, &InstallOptions::default(), &mut NoProgress)
         .map(|_| ())
