@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::bundle::{BundleReader, Keyring};
 use crate::device::Device;
-use crate::install::lock::InstallLock;
+use crate::install::lock::{EnvLock, InstallLock};
 use crate::install::{self, InstallOptions, InstallReport, InstallTarget, Progress};
 use crate::slot::{state, BootDecision, BootState, SlotInfo};
 use crate::source::open_source;
@@ -103,6 +103,7 @@ fn writes_per_boot(dev: &Device, vars: &EnvVars) -> u32 {
 /// the environment was written.
 pub fn mark_good(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, bool), Error> {
     let slot = which.resolve(dev)?;
+    let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let vars = dev.env.load()?;
     let boot_state = BootState::read(dev.scheme.as_ref(), &vars)?;
     let written = match state::confirm(dev.scheme.as_ref(), &vars, slot, dev.config.boot.attempts) {
@@ -121,6 +122,7 @@ pub fn mark_good(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, boo
 /// Marks a slot bad. Returns whether the environment was written.
 pub fn mark_bad(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, bool), Error> {
     let slot = which.resolve(dev)?;
+    let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let vars = dev.env.load()?;
     BootState::read(dev.scheme.as_ref(), &vars)?;
     let written = match state::mark_bad(dev.scheme.as_ref(), &vars, slot) {
@@ -154,6 +156,7 @@ pub fn install(
         booted,
         attempts: dev.config.boot.attempts,
         security_floor,
+        env_lock_dir: Some(&dev.config.state_dir),
     };
     Ok(install::install(reader, target, opts, progress)?)
 }
@@ -169,6 +172,7 @@ pub fn simulate_boot(dev: &mut Device) -> Result<BootDecision, Error> {
             cmdline.display()
         )));
     }
+    let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let mut vars = dev.env.load()?;
     let decision = dev.scheme.boot(&mut vars, dev.config.boot.attempts);
     dev.env.commit(&vars)?;
@@ -192,6 +196,7 @@ pub fn init_env(
     version: Option<&str>,
     force: bool,
 ) -> Result<(), Error> {
+    let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let current = dev.env.load();
     if let Ok(vars) = &current {
         if !force && BootState::read(dev.scheme.as_ref(), vars).is_ok() {

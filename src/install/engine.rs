@@ -14,12 +14,14 @@
 //! decode+verify, write+hash) over bounded channels, so memory stays a few chunks
 //! whatever the image size.
 use std::io::Read;
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use bascule_hal::{BlockDevice, EnvStore, HalError};
+use bascule_hal::{BlockDevice, EnvStore, EnvVars, HalError};
 use bascule_partitions::SlotName;
 use sha2::{Digest, Sha256};
 
+use super::lock::EnvLock;
 use super::plan::{plan_install, InstallPlan, PlanInput};
 use super::progress::{Phase, Progress};
 use super::InstallError;
@@ -61,6 +63,9 @@ pub struct InstallTarget<'a> {
     pub booted: SlotName,
     pub attempts: u8,
     pub security_floor: u32,
+    /// Directory of the environment lock shared with other bascule processes;
+    /// `None` where nothing else can touch the environment (simulations).
+    pub env_lock_dir: Option<&'a Path>,
 }
 
 /// What an install did.
@@ -84,10 +89,10 @@ pub fn install<R: Read>(
     let manifest = reader.manifest().clone();
     let plan = make_plan(&manifest, &mut dev, &boot_state, opts)?;
     let total: u64 = plan.images.iter().map(|i| i.size).sum();
-    let mut vars = vars;
     if !opts.dry_run {
-        vars = state::begin_install(dev.scheme, &vars, plan.target);
-        dev.env.commit(&vars).map_err(InstallError::EnvCommit)?;
+        update_env(&mut dev, |vars, scheme| {
+            state::begin_install(scheme, vars, plan.target)
+        })?;
     }
     progress.start(
         if opts.dry_run {
@@ -105,14 +110,10 @@ pub fn install<R: Read>(
     stream(&mut reader, &manifest, plan.target, sink, progress)?;
     progress.finish();
     if !opts.dry_run {
-        let pending = state::mark_pending(
-            dev.scheme,
-            &vars,
-            plan.target,
-            &plan.installed,
-            dev.attempts,
-        );
-        dev.env.commit(&pending).map_err(InstallError::EnvCommit)?;
+        let attempts = dev.attempts;
+        update_env(&mut dev, |vars, scheme| {
+            state::mark_pending(scheme, vars, plan.target, &plan.installed, attempts)
+        })?;
     }
     Ok(InstallReport {
         target: plan.target,
@@ -120,6 +121,18 @@ pub fn install<R: Read>(
         bytes: total,
         dry_run: opts.dry_run,
     })
+}
+
+/// One locked read-modify-write of the environment: changes made by other processes
+/// since the install started are kept.
+fn update_env(
+    dev: &mut InstallTarget,
+    change: impl FnOnce(&EnvVars, &dyn BootScheme) -> EnvVars,
+) -> Result<(), InstallError> {
+    let _guard = dev.env_lock_dir.map(EnvLock::acquire).transpose()?;
+    let vars = dev.env.load().map_err(InstallError::EnvLoad)?;
+    let next = change(&vars, dev.scheme);
+    dev.env.commit(&next).map_err(InstallError::EnvCommit)
 }
 
 fn make_plan(
@@ -165,7 +178,7 @@ fn stream<R: Read>(
     reader: &mut BundleReader<R>,
     manifest: &Manifest,
     target: SlotName,
-    slots: Option<&mut dyn SlotDevices>,
+    slots: Option<&mut (dyn SlotDevices + '_)>,
     progress: &mut dyn Progress,
 ) -> Result<(), InstallError> {
     let (stored_tx, stored_rx) = sync_channel::<(ChunkRef, Vec<u8>)>(PIPELINE_DEPTH);
@@ -249,7 +262,7 @@ struct OpenImage {
 fn write_stage(
     manifest: &Manifest,
     target: SlotName,
-    mut slots: Option<&mut dyn SlotDevices>,
+    mut slots: Option<&mut (dyn SlotDevices + '_)>,
     input: Receiver<Decoded>,
     raw_pool: SyncSender<Vec<u8>>,
 ) -> Result<(), InstallError> {

@@ -80,3 +80,35 @@ mod tests {
         assert!(InstallLock::acquire(dir.path()).is_ok());
     }
 }
+
+/// A held boot-environment lock; released on drop.
+///
+/// Every read-modify-write of the environment (install's two commits, mark-good,
+/// mark-bad, init-env, the simulated boot) holds it, so a change made by one
+/// process is never overwritten by another working from a stale copy. It is
+/// blocking and held only for one load and one commit.
+pub struct EnvLock {
+    _lock: Flock<File>,
+}
+
+impl EnvLock {
+    /// Takes the lock in `state_dir` (created if missing), waiting for its holder.
+    pub fn acquire(state_dir: &Path) -> Result<EnvLock, InstallError> {
+        let path = state_dir.join("env.lock");
+        let io_err = |message: String| InstallError::LockIo {
+            path: path.display().to_string(),
+            message,
+        };
+        std::fs::create_dir_all(state_dir).map_err(|e| io_err(e.to_string()))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_err(e.to_string()))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| io_err(errno.to_string()))?;
+        Ok(EnvLock { _lock: lock })
+    }
+}
