@@ -2,6 +2,7 @@
 //! changes the updater makes. Pure logic; the environment is read and committed by
 //! the caller through a [`bascule_hal::EnvStore`].
 pub mod booted;
+pub mod chromeos;
 pub mod scheme;
 pub mod state;
 
