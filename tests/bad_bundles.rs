@@ -644,3 +644,29 @@ fn empty_or_broken_keyring_is_refused_naming_it() {
     std::fs::write(&public, saved).unwrap();
     fx.install(&bundle, &[]).ok();
 }
+
+#[test]
+#[ignore = "bug: `mark-bad A` on the booted, only bootable slot exits 0 and writes BOOT_ORDER=\"\" \
+            (both BOOT_x_LEFT=0): every later boot is `no slot has tries left`, a reset loop"]
+fn mark_bad_of_the_only_bootable_slot_is_refused() {
+    let fx = Fixture::new();
+    let before = fx.snapshot();
+    // A is booted and the only bootable slot: marking it bad leaves the bootloader
+    // nothing to boot.
+    let run = fx.run(&["mark-bad", "A"]);
+    let after = fx.boot_state();
+    let bootable: Vec<_> = SlotName::ALL
+        .into_iter()
+        .filter(|s| after.view.bootable(*s))
+        .collect();
+    assert!(
+        !bootable.is_empty(),
+        "mark-bad A (exit {}) left no bootable slot: {:?}\n{}{}",
+        run.code,
+        fx.env(),
+        run.stdout,
+        run.stderr
+    );
+    run.fails_with(&["slot A"]);
+    fx.assert_untouched(&before);
+}
