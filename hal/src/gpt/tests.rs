@@ -7,7 +7,7 @@ use crate::env::codec::crc32;
 
 #[test]
 fn boot_attrs_use_bits_48_to_56_and_keep_the_rest() {
-    let bits = u64::MAX & !(0x1ff << 48);
+    let bits = !(0x1ffu64 << 48);
     let a = BootAttrs {
         priority: 0xa,
         tries: 0x5,
