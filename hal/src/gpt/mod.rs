@@ -50,17 +50,17 @@
 //! made new and durable, and whose selector names the copy step 1 made durable. Once
 //! step 4 is durable, both tables are new. No cut leaves the store unreadable. Starting
 //! from a degraded disk (primary invalid), step 3 writes the primary and step 4 the
-//! backup, for the same reason. (The vboot firmware and `cgpt` write both tables
-//! too, without an order or a sync between them; bascule does not rely on them.)
+//! backup, for the same reason. A torn `bascule-env` copy is never selected: the
+//! GPT names it only after its sync.
 //!
 //! # Why not gptman
 //! gptman reads and writes through `Read + Seek`/`Write + Seek` over the whole disk and
 //! writes the primary before the backup with no sync in between, which is the order
 //! that is not power-safe here; using it would mean rendering into a disk-sized
-//! buffer and copying sectors out. Bascule needs ~250 lines (header and entry CRCs,
-//! four fields) that build without `std` and keep unknown bytes untouched, so it has its
-//! own [`table`] code. The tests build disks with gptman and `sgdisk` and check the
-//! result with gptman, `sgdisk -v` and `cgpt`.
+//! buffer and copying sectors out. Bascule needs ~300 lines (header and entry
+//! CRCs, four header fields, the attribute word) that build without `std` and keep
+//! unknown bytes untouched, so it has its own [`table`] code. The tests build disks
+//! with gptman and `sgdisk` and check the result with gptman, `sgdisk -v` and `cgpt`.
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -95,6 +95,13 @@ const BOOT_MASK: u64 = 0x1ff << PRIORITY_SHIFT;
 const FIELDS: [&str; 3] = ["PRIORITY", "TRIES", "SUCCESSFUL"];
 
 /// The ChromeOS boot fields of one partition entry.
+/// ```
+/// # use bascule_hal::gpt::BootAttrs;
+/// let a = BootAttrs { priority: 2, tries: 5, successful: false };
+/// // Bit 2 (legacy BIOS bootable) and bit 63 are kept.
+/// assert_eq!(a.apply(1 << 2 | 1 << 63), 1 << 2 | 1 << 63 | 2 << 48 | 5 << 52);
+/// assert_eq!(BootAttrs::from_bits(1 << 56).successful, true);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BootAttrs {
     /// 0..=15; 0 means the firmware never boots it.
