@@ -42,6 +42,10 @@ struct RawConfig {
     data: Option<SlotSpec>,
 }
 
+fn default_bascule_env() -> String {
+    "bascule-env".into()
+}
+
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/bascule")
 }
@@ -84,6 +88,16 @@ pub enum BootEnvConfig {
     },
     /// GRUB environment block file (RAUC's `ORDER` / `x_OK` / `x_TRY` scheme).
     Grub { path: PathBuf },
+    /// ChromeOS-style priority/tries/successful bits in the GPT partition entries of
+    /// `disk`; bascule's own variables in the `bascule_env` partition.
+    Gpt {
+        disk: PathBuf,
+        /// GPT partition names of slots A and B.
+        slot_a: String,
+        slot_b: String,
+        #[serde(default = "default_bascule_env")]
+        bascule_env: String,
+    },
     /// bascule's native two-copy environment (RAUC U-Boot variable names).
     Native {
         path: PathBuf,
@@ -99,7 +113,8 @@ impl BootEnvConfig {
         match self {
             BootEnvConfig::Uboot { path, .. }
             | BootEnvConfig::Grub { path }
-            | BootEnvConfig::Native { path, .. } => *path = base.join(&*path),
+            | BootEnvConfig::Native { path, .. }
+            | BootEnvConfig::Gpt { disk: path, .. } => *path = base.join(&*path),
         }
     }
 }

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use bascule_hal::env::{
     DirFiles, GrubCodec, GrubEnv, NativeEnv, NativeLayout, UbootEnv, UbootLayout,
 };
+use bascule_hal::gpt::{GptAttrEnv, GptAttrLayout, PartitionRef};
 use bascule_hal::{BlockDevice, EnvStore, FileBlock, HalError};
 use bascule_partitions::{Layout, SlotName};
 
 use crate::config::{BootEnvConfig, SystemConfig};
 use crate::install::SlotDevices;
+use crate::slot::chromeos::ChromeosGpt;
 use crate::slot::{booted_slot, BootScheme, BootedSlotError, RaucGrub, RaucUboot};
 
 /// Why the device could not be opened or read.
@@ -152,6 +154,26 @@ fn open_env(cfg: &BootEnvConfig) -> Result<EnvAndScheme, HalError> {
                     })?;
             let env = GrubEnv::with_names(DirFiles::new(dir), name, GrubCodec::default());
             Ok((Box::new(env), Box::new(RaucGrub)))
+        }
+        BootEnvConfig::Gpt {
+            disk,
+            slot_a,
+            slot_b,
+            bascule_env,
+        } => {
+            let dev = FileBlock::open(disk, 0, None, true)?;
+            let slots = [("A", slot_a), ("B", slot_b)]
+                .into_iter()
+                .map(|(slot, name)| (slot.to_string(), PartitionRef::Name(name.clone())))
+                .collect();
+            let layout = GptAttrLayout {
+                slots,
+                bascule_env: Some(PartitionRef::Name(bascule_env.clone())),
+            };
+            Ok((
+                Box::new(GptAttrEnv::new(dev, layout)?),
+                Box::new(ChromeosGpt),
+            ))
         }
         BootEnvConfig::Native {
             path,

@@ -26,6 +26,9 @@ pub enum Error {
     Env(#[from] bascule_hal::HalError),
     #[error("{0}")]
     Usage(String),
+    /// A command that would break the device, refused.
+    #[error("{0}")]
+    Refused(String),
     #[error("{context}: {message}")]
     Io { context: String, message: String },
 }

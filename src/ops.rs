@@ -9,7 +9,7 @@ use crate::bundle::{BundleReader, Keyring};
 use crate::device::Device;
 use crate::install::lock::{EnvLock, InstallLock};
 use crate::install::{self, InstallOptions, InstallReport, InstallTarget, Progress};
-use crate::slot::{state, BootDecision, BootState, SlotInfo};
+use crate::slot::{state, BootDecision, BootState, SlotInfo, SlotState};
 use crate::source::open_source;
 use crate::Error;
 
@@ -106,7 +106,16 @@ pub fn mark_good(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, boo
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let vars = dev.env.load()?;
     let boot_state = BootState::read(dev.scheme.as_ref(), &vars)?;
-    let written = match state::confirm(dev.scheme.as_ref(), &vars, slot, dev.config.boot.attempts) {
+    let next = state::confirm(dev.scheme.as_ref(), &vars, slot, dev.config.boot.attempts);
+    let after = BootState::read(dev.scheme.as_ref(), next.as_ref().unwrap_or(&vars))?;
+    if after.slot(slot).state != SlotState::Good {
+        return Err(Error::Refused(format!(
+            "cannot mark slot {slot} good: it is {} and the bootloader would still not boot it; \
+             install a bundle into it instead",
+            boot_state.slot(slot).state
+        )));
+    }
+    let written = match next {
         Some(next) => {
             dev.env.commit(&next)?;
             true
@@ -125,7 +134,16 @@ pub fn mark_bad(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, bool
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let vars = dev.env.load()?;
     BootState::read(dev.scheme.as_ref(), &vars)?;
-    let written = match state::mark_bad(dev.scheme.as_ref(), &vars, slot) {
+    let next = state::mark_bad(dev.scheme.as_ref(), &vars, slot);
+    if let Some(next) = &next {
+        let after = BootState::read(dev.scheme.as_ref(), next)?;
+        if !SlotName::ALL.iter().any(|s| after.view.bootable(*s)) {
+            return Err(Error::Refused(format!(
+                "refusing to mark slot {slot} bad: no other slot is bootable, the device would not boot"
+            )));
+        }
+    }
+    let written = match next {
         Some(next) => {
             dev.env.commit(&next)?;
             true
@@ -199,7 +217,9 @@ pub fn init_env(
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let current = dev.env.load();
     if let Ok(vars) = &current {
-        if !force && BootState::read(dev.scheme.as_ref(), vars).is_ok() {
+        let bootable = BootState::read(dev.scheme.as_ref(), vars)
+            .is_ok_and(|st| SlotName::ALL.iter().any(|s| st.view.bootable(*s)));
+        if !force && bootable {
             return Err(Error::Usage(format!(
                 "{} already holds a boot state; pass --force to replace it",
                 dev.env.describe()

@@ -38,13 +38,18 @@ fn device(dir: &Path, bootenv: &str) -> PathBuf {
         .unwrap()
         .set_len(2 * SLOT)
         .unwrap();
+    device_with_slots(dir, bootenv, 0, SLOT)
+}
+
+/// Like [`device`], with slot A at `a` and slot B at `b` of `disk.img` (made by the caller).
+fn device_with_slots(dir: &Path, bootenv: &str, a: u64, b: u64) -> PathBuf {
     std::fs::write(dir.join("cmdline"), "quiet bascule.slot=A\n").unwrap();
     std::fs::create_dir_all(dir.join("keys")).unwrap();
     let config = dir.join("system.toml");
     let text = format!(
         "compatible = \"board\"\nkeyring = \"keys\"\nstate_dir = \"state\"\n[boot]\ncmdline = \"cmdline\"\n\
-         [bootenv]\n{bootenv}\n[slots.rootfs.A]\ndevice = \"disk.img\"\nsize = {SLOT}\n\
-         [slots.rootfs.B]\ndevice = \"disk.img\"\noffset = {SLOT}\nsize = {SLOT}\n"
+         [bootenv]\n{bootenv}\n[slots.rootfs.A]\ndevice = \"disk.img\"\noffset = {a}\nsize = {SLOT}\n\
+         [slots.rootfs.B]\ndevice = \"disk.img\"\noffset = {b}\nsize = {SLOT}\n"
     );
     std::fs::write(&config, text).unwrap();
     let key = dir.join("release");
@@ -201,4 +206,61 @@ fn init_env_refuses_to_replace_a_valid_state() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a boot state"));
     assert_eq!(status(&config)["slots"][0]["state"], "good");
+}
+
+#[test]
+fn gpt_chromeos_cycle_and_cgpt_agrees() {
+    if !tool("sgdisk") {
+        eprintln!("sgdisk not installed: skipping the GPT backend test");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(5 * SLOT)
+        .unwrap();
+    let made = Command::new("sgdisk")
+        .args([
+            "-n",
+            "1:2048:+1M",
+            "-c",
+            "1:rootfs-a",
+            "-n",
+            "2:4096:+1M",
+            "-c",
+            "2:rootfs-b",
+        ])
+        .args(["-n", "3:6144:+64K", "-c", "3:bascule-env", "-t", "3:8301"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "sgdisk: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let bootenv =
+        "backend = \"gpt\"\ndisk = \"disk.img\"\nslot_a = \"rootfs-a\"\nslot_b = \"rootfs-b\"";
+    let config = device_with_slots(dir.path(), bootenv, 2048 * 512, 4096 * 512);
+    update_cycle(dir.path(), &config);
+    let verify = Command::new("sgdisk")
+        .arg("-v")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(text.contains("No problems found"), "{text}");
+    if tool("cgpt") {
+        let out = Command::new("cgpt")
+            .args(["show", "-i", "2", "-S"])
+            .arg(&disk)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "1",
+            "B marked successful"
+        );
+    }
 }

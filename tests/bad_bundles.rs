@@ -646,8 +646,6 @@ fn empty_or_broken_keyring_is_refused_naming_it() {
 }
 
 #[test]
-#[ignore = "bug: `mark-bad A` on the booted, only bootable slot exits 0 and writes BOOT_ORDER=\"\" \
-            (both BOOT_x_LEFT=0): every later boot is `no slot has tries left`, a reset loop"]
 fn mark_bad_of_the_only_bootable_slot_is_refused() {
     let fx = Fixture::new();
     let before = fx.snapshot();
@@ -672,8 +670,6 @@ fn mark_bad_of_the_only_bootable_slot_is_refused() {
 }
 
 #[test]
-#[ignore = "bug: mark-good of a slot outside BOOT_ORDER exits 0 saying `slot B marked good` (or \
-            `already good`) but only sets BOOT_B_LEFT: B stays bad (not in boot order)"]
 fn mark_good_never_claims_a_bad_slot_is_good() {
     let fx = booted_b_fixture();
     fx.run(&["mark-bad", "B"]).ok();
@@ -702,8 +698,6 @@ fn mark_good_never_claims_a_bad_slot_is_good() {
 }
 
 #[test]
-#[ignore = "bug: a bundle whose image is empty (0 bytes) is created and installed: the target is \
-            marked pending although not one byte was written, so it boots whatever was there"]
 fn empty_image_never_makes_a_slot_pending() {
     let fx = Fixture::new();
     let image = fx.path("images/empty.img");

@@ -59,28 +59,6 @@ impl InstallLock {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn second_lock_is_refused_until_the_first_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = InstallLock::acquire(dir.path()).unwrap();
-        let err = InstallLock::acquire(dir.path()).err().unwrap();
-        assert!(
-            err.to_string().contains("another install is running"),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains(&std::process::id().to_string()),
-            "{err}"
-        );
-        drop(first);
-        assert!(InstallLock::acquire(dir.path()).is_ok());
-    }
-}
-
 /// A held boot-environment lock; released on drop.
 ///
 /// Every read-modify-write of the environment (install's two commits, mark-good,
@@ -110,5 +88,27 @@ impl EnvLock {
         let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, errno)| io_err(errno.to_string()))?;
         Ok(EnvLock { _lock: lock })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = InstallLock::acquire(dir.path()).unwrap();
+        let err = InstallLock::acquire(dir.path()).err().unwrap();
+        assert!(
+            err.to_string().contains("another install is running"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&std::process::id().to_string()),
+            "{err}"
+        );
+        drop(first);
+        assert!(InstallLock::acquire(dir.path()).is_ok());
     }
 }

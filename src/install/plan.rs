@@ -51,6 +51,8 @@ pub enum PlanError {
     Incompatible { expected: String, found: String },
     #[error("bundle holds no image")]
     NoImages,
+    #[error("bundle image {image} ({class}) is empty: a slot is never marked pending with nothing written")]
+    EmptyImage { image: usize, class: String },
     #[error("bundle image {image} is for slot class {class:?}, which this device does not have (known: {known})")]
     UnknownClass {
         image: usize,
@@ -109,6 +111,12 @@ pub fn plan_install(
                 known: known_classes.join(", "),
             });
         };
+        if image.size == 0 {
+            return Err(PlanError::EmptyImage {
+                image: index,
+                class,
+            });
+        }
         if image.size > slot_size {
             return Err(PlanError::ImageTooLarge {
                 image: index,
@@ -268,6 +276,10 @@ mod tests {
         assert!(matches!(
             plan(&manifest("3.0.0", 1, 9000), &e, |_| {}),
             Err(PlanError::ImageTooLarge { .. })
+        ));
+        assert!(matches!(
+            plan(&manifest("3.0.0", 1, 0), &e, |_| {}),
+            Err(PlanError::EmptyImage { .. })
         ));
     }
 

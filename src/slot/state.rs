@@ -196,6 +196,9 @@ pub fn confirm(
 pub fn mark_bad(scheme: &dyn BootScheme, vars: &EnvVars, slot: SlotName) -> Option<EnvVars> {
     let mut next = vars.clone();
     scheme.set_bad(&mut next, slot);
+    if next.get(PENDING_VAR).map(String::as_str) == Some(slot.as_str()) {
+        next.remove(PENDING_VAR);
+    }
     (next != *vars).then_some(next)
 }
 
