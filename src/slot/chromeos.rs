@@ -381,15 +381,19 @@ mod tests {
         assert_eq!(s.boot(&mut vars, 3), BootDecision::Boot(SlotName::B));
         assert_eq!(s.boot(&mut vars, 3), BootDecision::Boot(SlotName::A));
         let st = BootState::read(s, &vars).unwrap();
-        // The firmware zeroed B's priority on its last try: out of the boot order.
+        // The firmware zeroed B's priority on its last try: out of the boot order,
+        // and since B was on trial, that is a rollback.
         assert_eq!(
             st.slot(SlotName::B).state,
             SlotState::Bad {
-                reason: BadReason::NotInBootOrder
+                reason: BadReason::TriesExhausted
             }
         );
         assert_eq!(st.pending, Some(SlotName::B));
         assert!(st.slot(SlotName::A).primary);
-        assert_eq!(mark_bad(s, &vars, SlotName::B), None);
+        // Marking it bad changes no boot bit, only ends its trial.
+        let marked = mark_bad(s, &vars, SlotName::B).unwrap();
+        assert!(!marked.contains_key("BASCULE_PENDING"));
+        assert_eq!(marked.get("GPT_B_PRIORITY"), vars.get("GPT_B_PRIORITY"));
     }
 }

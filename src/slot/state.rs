@@ -123,9 +123,13 @@ fn slot_state(view: &SchemeView, pending: Option<SlotName>, slot: SlotName) -> S
     let tries_left = view.tries[slot.index()];
     let on_trial = pending == Some(slot);
     if !view.order.contains(&slot) {
-        return SlotState::Bad {
-            reason: BadReason::NotInBootOrder,
+        // ChromeOS firmware drops a slot from the order on its last failed try.
+        let reason = if on_trial && tries_left == 0 {
+            BadReason::TriesExhausted
+        } else {
+            BadReason::NotInBootOrder
         };
+        return SlotState::Bad { reason };
     }
     match (on_trial, tries_left) {
         (true, 0) => SlotState::Bad {
