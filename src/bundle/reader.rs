@@ -152,7 +152,7 @@ impl<R: Read> BundleReader<R> {
                 Err(BundleError::TrailingData)
             };
         };
-        buf.clear();
+        // Recycled buffers of the same size are not zeroed again.
         buf.resize(chunk.stored_len as usize, 0);
         let n = read_full(&mut self.source, buf)
             .map_err(|e| BundleError::io("reading bundle payload", e))?;
@@ -268,11 +268,51 @@ pub fn decode_chunk(
             }
         }
     }
-    if sha256(out) != entry.chunks[chunk.index as usize].sha256 {
+    check_chunk_hash(entry, image, &expected, out)
+}
+
+/// Checks an uncompressed chunk in place (no copy): its length and SHA-256 against
+/// the signed manifest. For images stored without compression, where the stored
+/// bytes are the raw bytes.
+pub fn verify_raw_chunk(
+    entry: &ImageEntry,
+    image: usize,
+    chunk: &ChunkRef,
+    raw: &[u8],
+) -> Result<(), BundleError> {
+    let Some(expected) = entry.chunk_ref(image, chunk.index) else {
+        return Err(BundleError::ChunkDecompress {
+            image,
+            index: chunk.index,
+            message: format!("the image has only {} chunks", entry.chunks.len()),
+        });
+    };
+    if entry.compression != Compression::None || raw.len() != expected.raw_len as usize {
+        return Err(BundleError::ChunkDecompress {
+            image,
+            index: chunk.index,
+            message: format!(
+                "{} raw bytes given for a {} chunk of {} bytes",
+                raw.len(),
+                entry.compression,
+                expected.raw_len
+            ),
+        });
+    }
+    check_chunk_hash(entry, image, &expected, raw)
+}
+
+fn check_chunk_hash(
+    entry: &ImageEntry,
+    image: usize,
+    chunk: &ChunkRef,
+    raw: &[u8],
+) -> Result<(), BundleError> {
+    if sha256(raw) != entry.chunks[chunk.index as usize].sha256 {
         return Err(BundleError::ChunkHashMismatch {
             image,
             index: chunk.index,
-            offset: expected.offset,
+            offset: chunk.offset,
         });
     }
     Ok(())

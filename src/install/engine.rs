@@ -19,13 +19,14 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use bascule_hal::{BlockDevice, EnvStore, EnvVars, HalError};
 use bascule_partitions::SlotName;
-use sha2::{Digest, Sha256};
 
 use super::lock::EnvLock;
 use super::plan::{plan_install, InstallPlan, PlanInput};
 use super::progress::{Phase, Progress};
 use super::InstallError;
-use crate::bundle::{decode_chunk, BundleReader, ChunkRef, Manifest};
+use crate::bundle::{
+    decode_chunk, verify_raw_chunk, BundleReader, ChunkRef, Compression, ImageHasher, Manifest,
+};
 use crate::slot::{state, BootScheme, BootState};
 
 /// Chunks in flight between two pipeline stages.
@@ -185,12 +186,15 @@ fn stream<R: Read>(
     let (decoded_tx, decoded_rx) = sync_channel::<Decoded>(PIPELINE_DEPTH);
     let (stored_pool_tx, stored_pool_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH * 2 + 2);
     let (raw_pool_tx, raw_pool_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH * 2 + 2);
+    let recycle = Recycle {
+        stored: stored_pool_tx.clone(),
+        raw: raw_pool_tx,
+    };
     std::thread::scope(|scope| {
         let decoder = scope.spawn(move || {
             decode_stage(manifest, stored_rx, decoded_tx, stored_pool_tx, raw_pool_rx)
         });
-        let writer =
-            scope.spawn(move || write_stage(manifest, target, slots, decoded_rx, raw_pool_tx));
+        let writer = scope.spawn(move || write_stage(manifest, target, slots, decoded_rx, recycle));
         let read_result = read_stage(reader, stored_tx, stored_pool_rx, progress);
         let decode_result = decoder.join().unwrap_or(Err(InstallError::Stopped));
         let write_result = writer.join().unwrap_or(Err(InstallError::Stopped));
@@ -240,11 +244,18 @@ fn decode_stage(
     raw_pool: Receiver<Vec<u8>>,
 ) -> Result<(), InstallError> {
     for (chunk, stored) in input {
-        let mut raw = raw_pool.try_recv().unwrap_or_default();
         let entry = &manifest.images[chunk.image];
-        decode_chunk(entry, chunk.image, &chunk, &stored, &mut raw)?;
-        // The pool is bounded; a full pool only means this buffer is freed instead.
-        drop(stored_pool.try_send(stored));
+        let raw = if entry.compression == Compression::None {
+            // Stored bytes are the raw bytes: check them in place, forward them.
+            verify_raw_chunk(entry, chunk.image, &chunk, &stored)?;
+            stored
+        } else {
+            let mut raw = raw_pool.try_recv().unwrap_or_default();
+            decode_chunk(entry, chunk.image, &chunk, &stored, &mut raw)?;
+            // The pool is bounded; a full pool only means this buffer is freed instead.
+            drop(stored_pool.try_send(stored));
+            raw
+        };
         out.send(Decoded { chunk, raw })
             .map_err(|_| InstallError::Stopped)?;
     }
@@ -255,8 +266,26 @@ fn decode_stage(
 struct OpenImage {
     index: usize,
     dev: Option<Box<dyn BlockDevice + Send>>,
-    hasher: Sha256,
+    hasher: ImageHasher,
     written: u64,
+}
+
+/// Where the writer hands buffers back: uncompressed images reuse the reader's
+/// buffers, compressed ones the decoder's.
+struct Recycle {
+    stored: SyncSender<Vec<u8>>,
+    raw: SyncSender<Vec<u8>>,
+}
+
+impl Recycle {
+    fn give_back(&self, compression: Compression, buf: Vec<u8>) {
+        let pool = match compression {
+            Compression::None => &self.stored,
+            Compression::Zstd => &self.raw,
+        };
+        // The pool is bounded; a full pool only means this buffer is freed instead.
+        drop(pool.try_send(buf));
+    }
 }
 
 fn write_stage(
@@ -264,7 +293,7 @@ fn write_stage(
     target: SlotName,
     mut slots: Option<&mut (dyn SlotDevices + '_)>,
     input: Receiver<Decoded>,
-    raw_pool: SyncSender<Vec<u8>>,
+    recycle: Recycle,
 ) -> Result<(), InstallError> {
     let mut finished: Vec<usize> = Vec::new();
     let mut current: Option<OpenImage> = None;
@@ -273,20 +302,12 @@ fn write_stage(
             if let Some(done) = current.take() {
                 finished.push(finish_image(manifest, target, done)?);
             }
-            let class = &manifest.images[chunk.image].slot_class;
-            let dev = match slots.as_deref_mut() {
-                Some(s) => Some(
-                    s.open_slot(class, target)
-                        .map_err(InstallError::slot(target))?,
-                ),
-                None => None,
-            };
-            current = Some(OpenImage {
-                index: chunk.image,
-                dev,
-                hasher: Sha256::new(),
-                written: 0,
-            });
+            current = Some(open_image(
+                manifest,
+                target,
+                slots.as_deref_mut(),
+                chunk.image,
+            )?);
         }
         let open = current.as_mut().ok_or(InstallError::Stopped)?;
         if chunk.offset != open.written {
@@ -301,21 +322,46 @@ fn write_stage(
         }
         open.hasher.update(&raw);
         open.written += raw.len() as u64;
-        drop(raw_pool.try_send(raw));
+        recycle.give_back(manifest.images[chunk.image].compression, raw);
     }
     if let Some(done) = current.take() {
         finished.push(finish_image(manifest, target, done)?);
     }
-    for (index, image) in manifest.images.iter().enumerate() {
-        if !finished.contains(&index) && image.size > 0 {
-            return Err(InstallError::ImageIncomplete {
-                image: index,
-                written: 0,
-                size: image.size,
-            });
-        }
+    match manifest
+        .images
+        .iter()
+        .enumerate()
+        .find(|(i, _)| !finished.contains(i))
+    {
+        Some((image, entry)) => Err(InstallError::ImageIncomplete {
+            image,
+            written: 0,
+            size: entry.size,
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+fn open_image(
+    manifest: &Manifest,
+    target: SlotName,
+    slots: Option<&mut (dyn SlotDevices + '_)>,
+    index: usize,
+) -> Result<OpenImage, InstallError> {
+    let class = &manifest.images[index].slot_class;
+    let dev = match slots {
+        Some(s) => Some(
+            s.open_slot(class, target)
+                .map_err(InstallError::slot(target))?,
+        ),
+        None => None,
+    };
+    Ok(OpenImage {
+        index,
+        dev,
+        hasher: ImageHasher::new(index),
+        written: 0,
+    })
 }
 
 /// Checks an image's length and SHA-256 against the manifest, then syncs its slot.
@@ -324,22 +370,7 @@ fn finish_image(
     target: SlotName,
     mut open: OpenImage,
 ) -> Result<usize, InstallError> {
-    let entry = &manifest.images[open.index];
-    if open.written != entry.size {
-        return Err(InstallError::ImageIncomplete {
-            image: open.index,
-            written: open.written,
-            size: entry.size,
-        });
-    }
-    let found: [u8; 32] = open.hasher.finalize().into();
-    if found != entry.sha256 {
-        return Err(InstallError::ImageHash {
-            image: open.index,
-            expected: hex(&entry.sha256),
-            found: hex(&found),
-        });
-    }
+    open.hasher.finish(&manifest.images[open.index])?;
     if let Some(dev) = open.dev.as_mut() {
         dev.sync().map_err(InstallError::slot(target))?;
     }

@@ -43,12 +43,6 @@ pub enum InstallError {
         written: u64,
         size: u64,
     },
-    #[error("image {image}: SHA-256 of the written image is {found}, the signed manifest says {expected}")]
-    ImageHash {
-        image: usize,
-        expected: String,
-        found: String,
-    },
     #[error("another install is running (lock {path} held{holder})")]
     Locked { path: String, holder: String },
     #[error("cannot take the install lock {path}: {message}")]
