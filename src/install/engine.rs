@@ -15,6 +15,7 @@
 //! whatever the image size.
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use bascule_hal::{BlockDevice, EnvStore, EnvVars, HalError};
@@ -109,6 +110,7 @@ pub fn install<R: Read>(
         Some(&mut *dev.slots)
     };
     stream(&mut reader, &manifest, plan.target, sink, progress)?;
+    progress.advance(total);
     progress.finish();
     if !opts.dry_run {
         let attempts = dev.attempts;
@@ -190,12 +192,16 @@ fn stream<R: Read>(
         stored: stored_pool_tx.clone(),
         raw: raw_pool_tx,
     };
+    // Bytes verified and handed to the slot: what progress reports.
+    let written = AtomicU64::new(0);
+    let written_ref = &written;
     std::thread::scope(|scope| {
         let decoder = scope.spawn(move || {
             decode_stage(manifest, stored_rx, decoded_tx, stored_pool_tx, raw_pool_rx)
         });
-        let writer = scope.spawn(move || write_stage(manifest, target, slots, decoded_rx, recycle));
-        let read_result = read_stage(reader, stored_tx, stored_pool_rx, progress);
+        let writer = scope
+            .spawn(move || write_stage(manifest, target, slots, decoded_rx, recycle, written_ref));
+        let read_result = read_stage(reader, stored_tx, stored_pool_rx, progress, &written);
         let decode_result = decoder.join().unwrap_or(Err(InstallError::Stopped));
         let write_result = writer.join().unwrap_or(Err(InstallError::Stopped));
         first_cause([read_result, decode_result, write_result])
@@ -223,16 +229,15 @@ fn read_stage<R: Read>(
     out: SyncSender<(ChunkRef, Vec<u8>)>,
     pool: Receiver<Vec<u8>>,
     progress: &mut dyn Progress,
+    written: &AtomicU64,
 ) -> Result<(), InstallError> {
-    let mut done = 0u64;
     loop {
         let mut buf = pool.try_recv().unwrap_or_default();
         let Some(chunk) = reader.next_stored_chunk(&mut buf)? else {
             return Ok(());
         };
-        done += u64::from(chunk.raw_len);
         out.send((chunk, buf)).map_err(|_| InstallError::Stopped)?;
-        progress.advance(done);
+        progress.advance(written.load(Ordering::Relaxed));
     }
 }
 
@@ -294,6 +299,7 @@ fn write_stage(
     mut slots: Option<&mut (dyn SlotDevices + '_)>,
     input: Receiver<Decoded>,
     recycle: Recycle,
+    written: &AtomicU64,
 ) -> Result<(), InstallError> {
     let mut finished: Vec<usize> = Vec::new();
     let mut current: Option<OpenImage> = None;
@@ -322,6 +328,7 @@ fn write_stage(
         }
         open.hasher.update(&raw);
         open.written += raw.len() as u64;
+        written.fetch_add(raw.len() as u64, Ordering::Relaxed);
         recycle.give_back(manifest.images[chunk.image].compression, raw);
     }
     if let Some(done) = current.take() {
