@@ -25,7 +25,9 @@
 //!     cargo test --test power_cut -- --nocapture
 //! Full run: every operation with every tear `FaultyBlock::cut_plans` makes (prefixes
 //! every 256 bytes, each single sector landing or missing, even and odd sectors):
-//!     BASCULE_POWERCUT_FULL=1 cargo test --release --test power_cut -- --nocapture
+//!     BASCULE_POWERCUT_FULL=1 cargo test --test power_cut -- --nocapture
+//! `BASCULE_POWERCUT_PREFIX_STEP=1` with it tears every write and sync at every byte
+//! (hundreds of thousands of cut points: use `--release`).
 //! Both print one line per scenario and `power-cut campaign: N cut points, 0 bricks`.
 mod powercut;
 
@@ -194,13 +196,21 @@ fn run_cut(scenario: &Scenario, cut: RailCut, total_ops: u64) -> Result<String, 
     check_reboot(&rail.durable(), scenario.confirmed)
 }
 
+/// The full run's prefix granularity: `BASCULE_POWERCUT_PREFIX_STEP`, else 256.
+fn prefix_step() -> u64 {
+    std::env::var("BASCULE_POWERCUT_PREFIX_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FULL_PREFIX_STEP)
+}
+
 fn campaign(scenario: &Scenario, full: bool) -> Findings {
     let rail = new_rail(&scenario.start);
     (scenario.steps)(&rail).unwrap_or_else(|e| panic!("{}: clean run failed: {e}", scenario.name));
     let ops = rail.ops();
     check_reboot(&rail.durable(), scenario.confirmed)
         .unwrap_or_else(|e| panic!("{}: clean end state fails the checks: {e}", scenario.name));
-    let plans = rail.plans(full, FULL_PREFIX_STEP, SECTOR);
+    let plans = rail.plans(full, prefix_step(), SECTOR);
     let next = AtomicUsize::new(0);
     let findings = Mutex::new(Findings {
         cut_points: plans.len(),
