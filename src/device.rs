@@ -223,12 +223,7 @@ impl SlotDevices for FileSlots {
             reason: e.to_string(),
         })?;
         let spec = pair.get(slot);
-        Ok(Box::new(FileBlock::open(
-            &spec.device,
-            spec.offset,
-            spec.size,
-            true,
-        )?))
+        Ok(Box::new(FileBlock::open_direct(&spec.device, spec.offset, spec.size)?))
     }
 
     fn classes(&self) -> Vec<String> {

@@ -10,28 +10,22 @@
 //! 6. commit "target pending" (one atomic environment write).
 //!
 //! Any failure after step 3 leaves the target marked unbootable, never pending; the
-//! booted slot is never opened for writing. Step 4 is a three-stage pipeline (read,
-//! decode+verify, write+hash) over bounded channels, so memory stays a few chunks
-//! whatever the image size.
+//! booted slot is never opened for writing. Steps 4 and 5 are the four-stage
+//! [`super::pipeline`] (read, decode + chunk check, write, image check) over bounded
+//! channels, so memory stays a few chunks whatever the image size.
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use bascule_hal::{BlockDevice, EnvStore, EnvVars, HalError};
 use bascule_partitions::SlotName;
 
 use super::lock::EnvLock;
+use super::pipeline;
 use super::plan::{plan_install, InstallPlan, PlanInput};
 use super::progress::{Phase, Progress};
 use super::InstallError;
-use crate::bundle::{
-    decode_chunk, verify_raw_chunk, BundleReader, ChunkRef, Compression, ImageHasher, Manifest,
-};
+use crate::bundle::{BundleReader, Manifest};
 use crate::slot::{state, BootScheme, BootState};
-
-/// Chunks in flight between two pipeline stages.
-const PIPELINE_DEPTH: usize = 3;
 
 /// Where the slots are: opens a slot of a class for writing.
 pub trait SlotDevices: Send {
@@ -109,7 +103,7 @@ pub fn install<R: Read>(
     } else {
         Some(&mut *dev.slots)
     };
-    stream(&mut reader, &manifest, plan.target, sink, progress)?;
+    pipeline::stream(&mut reader, &manifest, plan.target, sink, progress)?;
     progress.advance(total);
     progress.finish();
     if !opts.dry_run {
@@ -169,219 +163,6 @@ fn make_plan(
         &size_of,
         &dev.slots.classes(),
     )?)
-}
-
-struct Decoded {
-    chunk: ChunkRef,
-    raw: Vec<u8>,
-}
-
-/// Runs the read → decode → write pipeline over every chunk of the bundle.
-fn stream<R: Read>(
-    reader: &mut BundleReader<R>,
-    manifest: &Manifest,
-    target: SlotName,
-    slots: Option<&mut (dyn SlotDevices + '_)>,
-    progress: &mut dyn Progress,
-) -> Result<(), InstallError> {
-    let (stored_tx, stored_rx) = sync_channel::<(ChunkRef, Vec<u8>)>(PIPELINE_DEPTH);
-    let (decoded_tx, decoded_rx) = sync_channel::<Decoded>(PIPELINE_DEPTH);
-    let (stored_pool_tx, stored_pool_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH * 2 + 2);
-    let (raw_pool_tx, raw_pool_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH * 2 + 2);
-    let recycle = Recycle {
-        stored: stored_pool_tx.clone(),
-        raw: raw_pool_tx,
-    };
-    // Bytes verified and handed to the slot: what progress reports.
-    let written = AtomicU64::new(0);
-    let written_ref = &written;
-    std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || {
-            decode_stage(manifest, stored_rx, decoded_tx, stored_pool_tx, raw_pool_rx)
-        });
-        let writer = scope
-            .spawn(move || write_stage(manifest, target, slots, decoded_rx, recycle, written_ref));
-        let read_result = read_stage(reader, stored_tx, stored_pool_rx, progress, &written);
-        let decode_result = decoder.join().unwrap_or(Err(InstallError::Stopped));
-        let write_result = writer.join().unwrap_or(Err(InstallError::Stopped));
-        first_cause([read_result, decode_result, write_result])
-    })
-}
-
-/// The first error that is a cause, not the echo of another stage stopping.
-fn first_cause(results: [Result<(), InstallError>; 3]) -> Result<(), InstallError> {
-    let mut stopped = false;
-    for result in results {
-        match result {
-            Err(InstallError::Stopped) => stopped = true,
-            Err(err) => return Err(err),
-            Ok(()) => {}
-        }
-    }
-    if stopped {
-        return Err(InstallError::Stopped);
-    }
-    Ok(())
-}
-
-fn read_stage<R: Read>(
-    reader: &mut BundleReader<R>,
-    out: SyncSender<(ChunkRef, Vec<u8>)>,
-    pool: Receiver<Vec<u8>>,
-    progress: &mut dyn Progress,
-    written: &AtomicU64,
-) -> Result<(), InstallError> {
-    loop {
-        let mut buf = pool.try_recv().unwrap_or_default();
-        let Some(chunk) = reader.next_stored_chunk(&mut buf)? else {
-            return Ok(());
-        };
-        out.send((chunk, buf)).map_err(|_| InstallError::Stopped)?;
-        progress.advance(written.load(Ordering::Relaxed));
-    }
-}
-
-fn decode_stage(
-    manifest: &Manifest,
-    input: Receiver<(ChunkRef, Vec<u8>)>,
-    out: SyncSender<Decoded>,
-    stored_pool: SyncSender<Vec<u8>>,
-    raw_pool: Receiver<Vec<u8>>,
-) -> Result<(), InstallError> {
-    for (chunk, stored) in input {
-        let entry = &manifest.images[chunk.image];
-        let raw = if entry.compression == Compression::None {
-            // Stored bytes are the raw bytes: check them in place, forward them.
-            verify_raw_chunk(entry, chunk.image, &chunk, &stored)?;
-            stored
-        } else {
-            let mut raw = raw_pool.try_recv().unwrap_or_default();
-            decode_chunk(entry, chunk.image, &chunk, &stored, &mut raw)?;
-            // The pool is bounded; a full pool only means this buffer is freed instead.
-            drop(stored_pool.try_send(stored));
-            raw
-        };
-        out.send(Decoded { chunk, raw })
-            .map_err(|_| InstallError::Stopped)?;
-    }
-    Ok(())
-}
-
-/// The image being written: its device (absent in a dry run) and running hash.
-struct OpenImage {
-    index: usize,
-    dev: Option<Box<dyn BlockDevice + Send>>,
-    hasher: ImageHasher,
-    written: u64,
-}
-
-/// Where the writer hands buffers back: uncompressed images reuse the reader's
-/// buffers, compressed ones the decoder's.
-struct Recycle {
-    stored: SyncSender<Vec<u8>>,
-    raw: SyncSender<Vec<u8>>,
-}
-
-impl Recycle {
-    fn give_back(&self, compression: Compression, buf: Vec<u8>) {
-        let pool = match compression {
-            Compression::None => &self.stored,
-            Compression::Zstd => &self.raw,
-        };
-        // The pool is bounded; a full pool only means this buffer is freed instead.
-        drop(pool.try_send(buf));
-    }
-}
-
-fn write_stage(
-    manifest: &Manifest,
-    target: SlotName,
-    mut slots: Option<&mut (dyn SlotDevices + '_)>,
-    input: Receiver<Decoded>,
-    recycle: Recycle,
-    written: &AtomicU64,
-) -> Result<(), InstallError> {
-    let mut finished: Vec<usize> = Vec::new();
-    let mut current: Option<OpenImage> = None;
-    for Decoded { chunk, raw } in input {
-        if current.as_ref().map(|c| c.index) != Some(chunk.image) {
-            if let Some(done) = current.take() {
-                finished.push(finish_image(manifest, target, done)?);
-            }
-            current = Some(open_image(
-                manifest,
-                target,
-                slots.as_deref_mut(),
-                chunk.image,
-            )?);
-        }
-        let open = current.as_mut().ok_or(InstallError::Stopped)?;
-        if chunk.offset != open.written {
-            return Err(InstallError::OutOfOrder {
-                image: chunk.image,
-                offset: chunk.offset,
-            });
-        }
-        if let Some(dev) = open.dev.as_mut() {
-            dev.write_at(chunk.offset, &raw)
-                .map_err(InstallError::slot(target))?;
-        }
-        open.hasher.update(&raw);
-        open.written += raw.len() as u64;
-        written.fetch_add(raw.len() as u64, Ordering::Relaxed);
-        recycle.give_back(manifest.images[chunk.image].compression, raw);
-    }
-    if let Some(done) = current.take() {
-        finished.push(finish_image(manifest, target, done)?);
-    }
-    match manifest
-        .images
-        .iter()
-        .enumerate()
-        .find(|(i, _)| !finished.contains(i))
-    {
-        Some((image, entry)) => Err(InstallError::ImageIncomplete {
-            image,
-            written: 0,
-            size: entry.size,
-        }),
-        None => Ok(()),
-    }
-}
-
-fn open_image(
-    manifest: &Manifest,
-    target: SlotName,
-    slots: Option<&mut (dyn SlotDevices + '_)>,
-    index: usize,
-) -> Result<OpenImage, InstallError> {
-    let class = &manifest.images[index].slot_class;
-    let dev = match slots {
-        Some(s) => Some(
-            s.open_slot(class, target)
-                .map_err(InstallError::slot(target))?,
-        ),
-        None => None,
-    };
-    Ok(OpenImage {
-        index,
-        dev,
-        hasher: ImageHasher::new(index),
-        written: 0,
-    })
-}
-
-/// Checks an image's length and SHA-256 against the manifest, then syncs its slot.
-fn finish_image(
-    manifest: &Manifest,
-    target: SlotName,
-    mut open: OpenImage,
-) -> Result<usize, InstallError> {
-    open.hasher.finish(&manifest.images[open.index])?;
-    if let Some(dev) = open.dev.as_mut() {
-        dev.sync().map_err(InstallError::slot(target))?;
-    }
-    Ok(open.index)
 }
 
 /// Lower-case hex of `bytes`.

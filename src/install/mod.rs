@@ -6,6 +6,7 @@
 //! running at once; [`progress`] renders progress for people and machines.
 pub mod engine;
 pub mod lock;
+mod pipeline;
 pub mod plan;
 pub mod progress;
 
