@@ -6,7 +6,7 @@
 //! the file only to make the refusal message useful.
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -21,19 +21,8 @@ impl InstallLock {
     /// Takes the lock in `state_dir` (created if missing), or fails at once with
     /// [`InstallError::Locked`] naming the holder.
     pub fn acquire(state_dir: &Path) -> Result<InstallLock, InstallError> {
-        let path = state_dir.join("install.lock");
-        let io_err = |e: std::io::Error| InstallError::LockIo {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(state_dir).map_err(io_err)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err)?;
+        let (file, path) = open_lock_file(state_dir, "install.lock")?;
+        let io_err = lock_io_err(&path);
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((mut file, _errno)) => {
@@ -52,10 +41,34 @@ impl InstallLock {
                 });
             }
         };
-        lock.set_len(0).map_err(io_err)?;
-        lock.rewind().map_err(io_err)?;
-        write!(lock, "{}", std::process::id()).map_err(io_err)?;
+        lock.set_len(0).map_err(&io_err)?;
+        lock.rewind().map_err(&io_err)?;
+        write!(lock, "{}", std::process::id()).map_err(&io_err)?;
         Ok(InstallLock { _lock: lock })
+    }
+}
+
+/// Opens (creating it and `state_dir` if missing) the lock file `name`.
+fn open_lock_file(state_dir: &Path, name: &str) -> Result<(File, PathBuf), InstallError> {
+    let path = state_dir.join(name);
+    let opened = std::fs::create_dir_all(state_dir).and_then(|()| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+    });
+    match opened {
+        Ok(file) => Ok((file, path)),
+        Err(e) => Err(lock_io_err(&path)(e)),
+    }
+}
+
+fn lock_io_err(path: &Path) -> impl Fn(std::io::Error) -> InstallError + '_ {
+    move |e| InstallError::LockIo {
+        path: path.display().to_string(),
+        message: e.to_string(),
     }
 }
 
@@ -72,21 +85,10 @@ pub struct EnvLock {
 impl EnvLock {
     /// Takes the lock in `state_dir` (created if missing), waiting for its holder.
     pub fn acquire(state_dir: &Path) -> Result<EnvLock, InstallError> {
-        let path = state_dir.join("env.lock");
-        let io_err = |message: String| InstallError::LockIo {
-            path: path.display().to_string(),
-            message,
-        };
-        std::fs::create_dir_all(state_dir).map_err(|e| io_err(e.to_string()))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| io_err(e.to_string()))?;
+        let (file, path) = open_lock_file(state_dir, "env.lock")?;
+        let io_err = lock_io_err(&path);
         let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| io_err(errno.to_string()))?;
+            .map_err(|(_, errno)| io_err(errno.into()))?;
         Ok(EnvLock { _lock: lock })
     }
 }
