@@ -223,7 +223,11 @@ impl SlotDevices for FileSlots {
             reason: e.to_string(),
         })?;
         let spec = pair.get(slot);
-        Ok(Box::new(FileBlock::open_direct(&spec.device, spec.offset, spec.size)?))
+        Ok(Box::new(FileBlock::open_direct(
+            &spec.device,
+            spec.offset,
+            spec.size,
+        )?))
     }
 
     fn classes(&self) -> Vec<String> {

@@ -75,7 +75,7 @@ pub struct SlotInfo {
     pub slot: SlotName,
     #[serde(flatten)]
     pub state: SlotState,
-    /// First in the boot order.
+    /// The slot the bootloader boots next: the first bootable one in the order.
     pub primary: bool,
     /// The version bascule installed there, if it knows.
     pub version: Option<String>,
@@ -101,7 +101,7 @@ impl BootState {
         let info = |slot: SlotName| SlotInfo {
             slot,
             state: slot_state(&view, pending, slot),
-            primary: view.order.first() == Some(&slot),
+            primary: view.order.iter().find(|s| view.bootable(**s)) == Some(&slot),
             version: vars.get(&version_var(slot)).cloned(),
             security_version: vars.get(&secver_var(slot)).and_then(|v| v.parse().ok()),
         };
@@ -279,6 +279,9 @@ mod tests {
                 reason: BadReason::TriesExhausted
             }
         );
+        // B still leads BOOT_ORDER, but A is what the bootloader boots: the primary.
+        assert_eq!(st.view.order.first(), Some(&SlotName::B));
+        assert!(st.slot(SlotName::A).primary && !st.slot(SlotName::B).primary);
     }
 
     #[test]
