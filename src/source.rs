@@ -2,6 +2,10 @@
 //! just a reader; the bundle reader streams it front to back, nothing is staged.
 use std::io::Read;
 
+/// Read buffer in front of a source. Small on purpose: chunk reads (1 MiB) larger than
+/// it go straight into the chunk buffer instead of being copied twice.
+const SOURCE_BUFFER: usize = 64 << 10;
+
 /// A bundle source that could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -24,7 +28,7 @@ pub fn open_source(source: &str) -> Result<Box<dyn Read>, SourceError> {
         path: source.to_string(),
         message: e.to_string(),
     })?;
-    Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+    Ok(Box::new(std::io::BufReader::with_capacity(SOURCE_BUFFER, file)))
 }
 
 fn open_http(url: &str) -> Result<Box<dyn Read>, SourceError> {
@@ -34,5 +38,5 @@ fn open_http(url: &str) -> Result<Box<dyn Read>, SourceError> {
     };
     let response = ureq::get(url).call().map_err(|e| http_err(e.to_string()))?;
     let reader = response.into_body().into_reader();
-    Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, reader)))
+    Ok(Box::new(std::io::BufReader::with_capacity(SOURCE_BUFFER, reader)))
 }
