@@ -28,7 +28,10 @@ pub fn open_source(source: &str) -> Result<Box<dyn Read>, SourceError> {
         path: source.to_string(),
         message: e.to_string(),
     })?;
-    Ok(Box::new(std::io::BufReader::with_capacity(SOURCE_BUFFER, file)))
+    Ok(Box::new(std::io::BufReader::with_capacity(
+        SOURCE_BUFFER,
+        file,
+    )))
 }
 
 fn open_http(url: &str) -> Result<Box<dyn Read>, SourceError> {
@@ -38,5 +41,8 @@ fn open_http(url: &str) -> Result<Box<dyn Read>, SourceError> {
     };
     let response = ureq::get(url).call().map_err(|e| http_err(e.to_string()))?;
     let reader = response.into_body().into_reader();
-    Ok(Box::new(std::io::BufReader::with_capacity(SOURCE_BUFFER, reader)))
+    Ok(Box::new(std::io::BufReader::with_capacity(
+        SOURCE_BUFFER,
+        reader,
+    )))
 }

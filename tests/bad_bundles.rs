@@ -79,6 +79,26 @@ fn flipped_payload_bit_is_refused_and_target_left_bad() {
     }
 }
 
+/// `--verify chunks` drops the second (whole-image) hash pass, not the per-chunk one:
+/// a flipped payload bit is still refused before the slot is marked pending, and a
+/// good bundle still installs.
+#[test]
+fn chunk_only_verification_still_refuses_a_flipped_payload_bit() {
+    for compress in ["zstd", "none"] {
+        let (fx, bytes) = setup(compress);
+        let payload = payload_offset(&bytes);
+        let bad = flipped(&bytes, payload + (bytes.len() - payload) / 2, 0x01);
+        let before = fx.snapshot();
+        let path = fx.write_bundle("payload.bundle", &bad);
+        let run = fx.install(&path, &["--verify", "chunks"]).fails_with(&["chunk"]);
+        fx.assert_nothing_lost(&before, SlotName::B);
+        assert!(run.stderr.to_lowercase().contains("sha-256") || run.stderr.contains("decompress"));
+        let good = fx.write_bundle("good.bundle", &bytes);
+        fx.install(&good, &["--verify", "chunks"]).ok();
+        assert!(matches!(fx.slot_state(SlotName::B), SlotState::Pending { .. }), "{compress}");
+    }
+}
+
 #[test]
 fn flipped_manifest_bit_fails_the_signature() {
     let (fx, bytes) = setup("zstd");

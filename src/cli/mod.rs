@@ -10,7 +10,7 @@ use crate::bundle::Compression;
 use crate::config::{SystemConfig, DEFAULT_CONFIG_PATH};
 use crate::device::Device;
 use crate::install::{
-    BarProgress, InstallOptions, JsonProgress, LogProgress, NoProgress, Progress,
+    BarProgress, InstallOptions, JsonProgress, LogProgress, NoProgress, Progress, Verify,
 };
 use crate::ops::{self, SlotSelector};
 use crate::Error;
@@ -110,9 +110,19 @@ pub struct InstallArgs {
     /// Slot to write (default: the one not booted). The booted slot is always refused.
     #[arg(long)]
     pub slot: Option<SlotName>,
+    /// `full`: each chunk before it is written and the whole image after (default);
+    /// `chunks`: each chunk only, one hash pass instead of two.
+    #[arg(long, value_enum, default_value_t = VerifyMode::Full)]
+    pub verify: VerifyMode,
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyMode {
+    Full,
+    Chunks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,6 +199,10 @@ fn install(config: &std::path::Path, args: &InstallArgs) -> Result<(), Error> {
         force: args.force,
         dry_run: args.dry_run,
         target: args.slot,
+        verify: match args.verify {
+            VerifyMode::Full => Verify::Full,
+            VerifyMode::Chunks => Verify::Chunks,
+        },
     };
     let mut progress: Box<dyn Progress> = match args.progress {
         ProgressMode::Auto if std::io::stderr().is_terminal() => Box::new(BarProgress::new()),

@@ -16,7 +16,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use bascule_hal::BlockDevice;
 use bascule_partitions::SlotName;
 
-use super::engine::SlotDevices;
+use super::engine::{SlotDevices, Verify};
 use super::progress::Progress;
 use super::InstallError;
 use crate::bundle::{
@@ -40,6 +40,7 @@ pub(super) fn stream<R: Read>(
     manifest: &Manifest,
     target: SlotName,
     slots: Option<&mut (dyn SlotDevices + '_)>,
+    verify: Verify,
     progress: &mut dyn Progress,
 ) -> Result<(), InstallError> {
     let (stored_tx, stored_rx) = sync_channel::<Chunk>(DEPTH);
@@ -61,7 +62,7 @@ pub(super) fn stream<R: Read>(
         let writer = scope.spawn(move || {
             write_stage(manifest, target, slots, decoded_rx, written_tx, written_ref)
         });
-        let checker = scope.spawn(move || check_stage(manifest, written_rx, recycle));
+        let checker = scope.spawn(move || check_stage(manifest, written_rx, recycle, verify));
         let results = [
             read_stage(reader, stored_tx, stored_pool_rx, progress, &written),
             decoder.join().unwrap_or(Err(InstallError::Stopped)),
@@ -238,7 +239,12 @@ fn check_stage(
     manifest: &Manifest,
     input: Receiver<Chunk>,
     recycle: Recycle,
+    verify: Verify,
 ) -> Result<(), InstallError> {
+    let start = |image| match verify {
+        Verify::Full => ImageHasher::new(image),
+        Verify::Chunks => ImageHasher::length_only(image),
+    };
     let mut finished = vec![false; manifest.images.len()];
     let mut current: Option<(usize, ImageHasher)> = None;
     for Chunk { chunk, bytes } in input {
@@ -247,7 +253,7 @@ fn check_stage(
                 hasher.finish(&manifest.images[image])?;
                 finished[image] = true;
             }
-            current = Some((chunk.image, ImageHasher::new(chunk.image)));
+            current = Some((chunk.image, start(chunk.image)));
         }
         if let Some((_, hasher)) = current.as_mut() {
             hasher.update(&bytes);
