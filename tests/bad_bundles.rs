@@ -90,12 +90,17 @@ fn chunk_only_verification_still_refuses_a_flipped_payload_bit() {
         let bad = flipped(&bytes, payload + (bytes.len() - payload) / 2, 0x01);
         let before = fx.snapshot();
         let path = fx.write_bundle("payload.bundle", &bad);
-        let run = fx.install(&path, &["--verify", "chunks"]).fails_with(&["chunk"]);
+        let run = fx
+            .install(&path, &["--verify", "chunks"])
+            .fails_with(&["chunk"]);
         fx.assert_nothing_lost(&before, SlotName::B);
         assert!(run.stderr.to_lowercase().contains("sha-256") || run.stderr.contains("decompress"));
         let good = fx.write_bundle("good.bundle", &bytes);
         fx.install(&good, &["--verify", "chunks"]).ok();
-        assert!(matches!(fx.slot_state(SlotName::B), SlotState::Pending { .. }), "{compress}");
+        assert!(
+            matches!(fx.slot_state(SlotName::B), SlotState::Pending { .. }),
+            "{compress}"
+        );
     }
 }
 
