@@ -1,12 +1,10 @@
 //! Every way an install must be refused: damaged or truncated bundles, the wrong key,
-//! hardware or version, a booted or missing target, a second install at once. Each
-//! test checks the exit code, that stderr names the problem, and that nothing was
-//! lost (the booted slot is byte-identical, the target is never left pending).
+//! hardware or version, a booted or missing target. Each test checks the exit code,
+//! that stderr names the problem, and that nothing was lost (the booted slot is
+//! byte-identical, the target is never left pending). A second install at once and
+//! interrupted installs are in `interrupted.rs`; mark-good and mark-bad in
+//! `slot_commands.rs`.
 mod common;
-
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use bascule::slot::SlotState;
 use bascule_partitions::SlotName;
@@ -422,100 +420,6 @@ fn missing_target_device_is_refused() {
     );
 }
 
-/// Waits until `state/install.lock` holds a pid (the lock holder writes it).
-fn wait_for_lock_pid(fx: &Fixture, pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let lock = fx.path("state/install.lock");
-    while std::fs::read_to_string(&lock)
-        .ok()
-        .as_deref()
-        .map(str::trim)
-        != Some(&pid.to_string())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "first install never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
-fn concurrent_install_is_refused_while_another_holds_the_lock() {
-    let fx = Fixture::new();
-    let bundle = fx.bundle(&fx.image(IMAGE_LEN, 34), &BundleOpts::default());
-    let bytes = std::fs::read(&bundle).unwrap();
-    let before = fx.snapshot();
-    // The first install reads its bundle from a pipe we control: it holds the lock
-    // while it waits for bytes.
-    let mut first = fx
-        .cmd(&["install", "-", "--progress", "none"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn first install");
-    wait_for_lock_pid(&fx, first.id());
-    let pid = first.id().to_string();
-    fx.install(&bundle, &[])
-        .fails_with(&["another install is running", &pid]);
-    fx.install(&bundle, &["--dry-run"])
-        .fails_with(&["another install is running"]);
-    fx.assert_untouched(&before);
-    // Let the first one finish normally.
-    let mut stdin = first.stdin.take().expect("stdin");
-    stdin.write_all(&bytes).expect("feed first install");
-    drop(stdin);
-    let out = first.wait_with_output().expect("wait first install");
-    assert!(
-        out.status.success(),
-        "first install failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        fx.slot_state(SlotName::B),
-        SlotState::Pending {
-            tries_left: common::ATTEMPTS
-        }
-    );
-}
-
-#[test]
-fn install_refused_while_flock_holds_the_lock_file() {
-    let fx = Fixture::new();
-    let bundle = fx.bundle(&fx.image(IMAGE_LEN, 35), &BundleOpts::default());
-    let before = fx.snapshot();
-    // `flock LOCK cat`: cat echoes a line once flock has taken the lock.
-    let lock = fx.path("state/install.lock");
-    let mut holder = match std::process::Command::new("flock")
-        .arg(&lock)
-        .arg("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("skipping: flock(1) not available: {e}");
-            return;
-        }
-    };
-    let mut stdin = holder.stdin.take().expect("stdin");
-    stdin.write_all(b"held\n").expect("write to cat");
-    stdin.flush().expect("flush");
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read cat");
-    assert_eq!(line, "held\n");
-    fx.install(&bundle, &[])
-        .fails_with(&["another install is running", "install.lock"]);
-    fx.assert_untouched(&before);
-    drop(stdin);
-    assert!(holder.wait().expect("wait flock").success());
-    fx.install(&bundle, &[]).ok();
-}
-
 #[test]
 fn missing_bundle_file_is_a_clear_error() {
     let fx = Fixture::new();
@@ -523,134 +427,6 @@ fn missing_bundle_file_is_a_clear_error() {
     fx.install(&fx.path("bundles/nope.bundle"), &[])
         .fails_with(&["cannot open bundle", "nope.bundle"]);
     fx.assert_untouched(&before);
-}
-
-/// Starts `bascule install - ARGS` reading from a pipe we hold.
-fn spawn_piped_install(fx: &Fixture, extra: &[&str]) -> std::process::Child {
-    let mut args = vec!["install", "-", "--progress", "none"];
-    args.extend_from_slice(extra);
-    fx.cmd(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn install")
-}
-
-/// Waits until `pred` holds for the boot state, or panics after 20 s.
-fn wait_for_state(fx: &Fixture, what: &str, pred: impl Fn(&bascule::slot::BootState) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !pred(&fx.boot_state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// B confirmed and booted, A still good (v1): the next install targets A.
-fn booted_b_fixture() -> Fixture {
-    let fx = Fixture::new();
-    fx.install_boot_confirm(IMAGE_LEN, 36, &BundleOpts::default().version("2.0.0"));
-    assert_eq!(fx.booted(), SlotName::B);
-    assert_eq!(fx.slot_state(SlotName::A), SlotState::Good);
-    fx
-}
-
-#[test]
-fn install_killed_mid_payload_leaves_target_bad_and_no_stale_lock() {
-    let fx = booted_b_fixture();
-    let bundle = fx.bundle(
-        &fx.image(IMAGE_LEN, 37),
-        &BundleOpts::default().version("3.0.0").chunk_size(16 << 10),
-    );
-    let bytes = std::fs::read(&bundle).unwrap();
-    let before = fx.snapshot();
-    let mut child = spawn_piped_install(&fx, &[]);
-    let mut stdin = child.stdin.take().expect("stdin");
-    let half = payload_offset(&bytes) + (bytes.len() - payload_offset(&bytes)) / 2;
-    stdin.write_all(&bytes[..half]).expect("feed half");
-    stdin.flush().expect("flush");
-    wait_for_state(&fx, "A marked bad", |st| {
-        !st.view.order.contains(&SlotName::A)
-    });
-    child.kill().expect("SIGKILL install");
-    child.wait().expect("reap install");
-    drop(stdin);
-    fx.assert_nothing_lost(&before, SlotName::A);
-    assert_eq!(
-        fx.slot_state(SlotName::A),
-        SlotState::Bad {
-            reason: bascule::slot::BadReason::NotInBootOrder
-        }
-    );
-    assert_eq!(fx.slot_state(SlotName::B), SlotState::Good);
-    // The kernel dropped the lock with the process: the next install runs.
-    fx.install(&bundle, &[]).ok();
-    assert_eq!(
-        fx.slot_state(SlotName::A),
-        SlotState::Pending {
-            tries_left: common::ATTEMPTS
-        }
-    );
-}
-
-/// A health service confirms the booted slot while an install streams: the install's
-/// final commit must not undo the confirmation (or mark-good must refuse while the
-/// install runs).
-#[test]
-fn mark_good_during_an_install_is_not_lost() {
-    let fx = Fixture::new();
-    let first = fx.bundle(
-        &fx.image(IMAGE_LEN, 38),
-        &BundleOpts::default().version("2.0.0"),
-    );
-    fx.install(&first, &[]).ok();
-    fx.run(&["simulate-boot"]).ok();
-    assert_eq!(
-        fx.slot_state(SlotName::B),
-        SlotState::Pending {
-            tries_left: common::ATTEMPTS - 1
-        }
-    );
-    let second = fx.bundle(
-        &fx.image(IMAGE_LEN, 39),
-        &BundleOpts::default().version("3.0.0").chunk_size(16 << 10),
-    );
-    let bytes = std::fs::read(&second).unwrap();
-    let mut child = spawn_piped_install(&fx, &["--force"]);
-    let mut stdin = child.stdin.take().expect("stdin");
-    let half = payload_offset(&bytes) + (bytes.len() - payload_offset(&bytes)) / 2;
-    stdin.write_all(&bytes[..half]).expect("feed half");
-    stdin.flush().expect("flush");
-    wait_for_state(&fx, "A marked bad", |st| {
-        !st.view.order.contains(&SlotName::A)
-    });
-    let confirm = fx.run(&["mark-good"]);
-    stdin.write_all(&bytes[half..]).expect("feed rest");
-    drop(stdin);
-    let out = child.wait_with_output().expect("wait install");
-    assert!(
-        out.status.success(),
-        "install failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if confirm.code != 0 {
-        // Refusing mark-good while an install runs is also safe.
-        confirm.fails_with(&["another install is running"]);
-        return;
-    }
-    let st = fx.boot_state();
-    assert_eq!(
-        st.slot(SlotName::A).state,
-        SlotState::Pending {
-            tries_left: common::ATTEMPTS
-        }
-    );
-    assert_eq!(
-        st.view.tries[SlotName::B.index()],
-        common::ATTEMPTS,
-        "mark-good of B during the install was undone: {:?}",
-        fx.env()
-    );
 }
 
 #[test]
@@ -668,58 +444,6 @@ fn empty_or_broken_keyring_is_refused_naming_it() {
     fx.assert_untouched(&before);
     std::fs::write(&public, saved).unwrap();
     fx.install(&bundle, &[]).ok();
-}
-
-#[test]
-fn mark_bad_of_the_only_bootable_slot_is_refused() {
-    let fx = Fixture::new();
-    let before = fx.snapshot();
-    // A is booted and the only bootable slot: marking it bad leaves the bootloader
-    // nothing to boot.
-    let run = fx.run(&["mark-bad", "A"]);
-    let after = fx.boot_state();
-    let bootable: Vec<_> = SlotName::ALL
-        .into_iter()
-        .filter(|s| after.view.bootable(*s))
-        .collect();
-    assert!(
-        !bootable.is_empty(),
-        "mark-bad A (exit {}) left no bootable slot: {:?}\n{}{}",
-        run.code,
-        fx.env(),
-        run.stdout,
-        run.stderr
-    );
-    run.fails_with(&["slot A"]);
-    fx.assert_untouched(&before);
-}
-
-#[test]
-fn mark_good_never_claims_a_bad_slot_is_good() {
-    let fx = booted_b_fixture();
-    fx.run(&["mark-bad", "B"]).ok();
-    assert_eq!(
-        fx.slot_state(SlotName::B),
-        SlotState::Bad {
-            reason: bascule::slot::BadReason::NotInBootOrder
-        }
-    );
-    let run = fx.run(&["mark-good"]);
-    let state = fx.slot_state(SlotName::B);
-    if run.code == 0 {
-        assert_eq!(
-            state,
-            SlotState::Good,
-            "mark-good exited 0 but B is {state}: {}",
-            run.stdout
-        );
-    } else {
-        assert!(
-            matches!(state, SlotState::Bad { .. }),
-            "refused but changed B to {state}"
-        );
-        run.fails_with(&["slot B"]);
-    }
 }
 
 #[test]

@@ -1,22 +1,19 @@
 //! The bad-input matrix beyond damaged bundles: what the system around the updater can
-//! get wrong. A revoked signing key, a read-only or full target filesystem, a SIGTERM
-//! mid-install, a broken config, a corrupt boot environment. Each test checks the exit
-//! code, that stderr names the problem, and that nothing was lost (the booted slot is
-//! byte-identical, the target is never left pending).
+//! get wrong. A revoked signing key, a read-only or full target filesystem, a broken
+//! config, a corrupt boot environment. Each test checks the exit code, that stderr
+//! names the problem, and that nothing was lost (the booted slot is byte-identical, the
+//! target is never left pending). A SIGTERM mid-install is in `interrupted.rs`.
 //!
 //! The filesystem tests mount a tmpfs and need root; they print a notice and pass when
 //! the mount is not possible.
 mod common;
 
-use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use bascule::slot::{BadReason, BootState, SlotState};
+use bascule::slot::SlotState;
 use bascule_partitions::SlotName;
-use common::{payload_offset, BundleOpts, Fixture, Run, ATTEMPTS, SLOT_SIZE};
+use common::{BundleOpts, Fixture, Run, ATTEMPTS, SLOT_SIZE};
 
 const IMAGE_LEN: usize = (512 << 10) + 333;
 
@@ -211,94 +208,7 @@ fn full_target_filesystem_fails_cleanly_and_a_later_install_works() {
 }
 
 // ---------------------------------------------------------------------------------
-// 4. SIGTERM mid-install
-// ---------------------------------------------------------------------------------
-
-/// Starts `bascule install - ARGS` reading from a pipe we hold.
-fn spawn_piped_install(fx: &Fixture, extra: &[&str]) -> std::process::Child {
-    let mut args = vec!["install", "-", "--progress", "none"];
-    args.extend_from_slice(extra);
-    fx.cmd(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn install")
-}
-
-/// Waits until `pred` holds for the boot state, or panics after 20 s.
-fn wait_for_state(fx: &Fixture, what: &str, pred: impl Fn(&BootState) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !pred(&fx.boot_state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
-fn sigterm_mid_install_leaves_target_bad_and_releases_the_lock() {
-    // B confirmed and booted, A good: the install targets A, which starts out bootable,
-    // so "A left the boot order" shows the install has begun.
-    let fx = Fixture::new();
-    fx.install_boot_confirm(IMAGE_LEN, 131, &BundleOpts::default().version("2.0.0"));
-    assert_eq!(fx.booted(), SlotName::B);
-    assert_eq!(fx.slot_state(SlotName::A), SlotState::Good);
-    let bundle = fx.bundle(
-        &fx.image(IMAGE_LEN, 132),
-        &BundleOpts::default().version("3.0.0").chunk_size(16 << 10),
-    );
-    let bytes = std::fs::read(&bundle).unwrap();
-    let before = fx.snapshot();
-
-    let mut child = spawn_piped_install(&fx, &[]);
-    let mut stdin = child.stdin.take().expect("stdin");
-    let half = payload_offset(&bytes) + (bytes.len() - payload_offset(&bytes)) / 2;
-    stdin.write_all(&bytes[..half]).expect("feed half");
-    stdin.flush().expect("flush");
-    wait_for_state(&fx, "A marked bad", |st| {
-        !st.view.order.contains(&SlotName::A)
-    });
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill(1)");
-    assert!(kill.success(), "kill -TERM failed");
-    // Keep the pipe open: the install must stop because of the signal, not EOF.
-    let out = child.wait_with_output().expect("reap install");
-    drop(stdin);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("after SIGTERM: {:?}: {}", out.status, stderr.trim());
-    assert!(!out.status.success(), "install exited 0 after SIGTERM");
-    match out.status.signal() {
-        Some(sig) => assert_eq!(sig, 15, "killed by signal {sig}, not SIGTERM"),
-        // A handler that catches SIGTERM must say why it stopped.
-        None => {
-            let err = stderr.to_lowercase();
-            assert!(
-                ["sigterm", "signal", "terminated", "interrupted"]
-                    .iter()
-                    .any(|w| err.contains(w)),
-                "exit {:?} after SIGTERM without naming it:\n{stderr}",
-                out.status.code()
-            );
-        }
-    }
-    fx.assert_nothing_lost(&before, SlotName::A);
-    assert_eq!(
-        fx.slot_state(SlotName::A),
-        SlotState::Bad {
-            reason: BadReason::NotInBootOrder
-        }
-    );
-    assert_eq!(fx.slot_state(SlotName::B), SlotState::Good);
-    // The lock went with the process: a new install runs to the end.
-    fx.install(&bundle, &[]).ok();
-    assert_eq!(fx.slot_state(SlotName::A), pending_fresh());
-    assert!(fx.slot_bytes(SlotName::B) == before.slots[1]);
-}
-
-// ---------------------------------------------------------------------------------
-// 5. Config errors through the CLI
+// 4. Config errors through the CLI
 // ---------------------------------------------------------------------------------
 
 /// Runs `status` and `install BUNDLE` with `config` and expects both to fail naming
@@ -382,7 +292,7 @@ fn config_errors_name_the_key_the_file_or_the_slots() {
 }
 
 // ---------------------------------------------------------------------------------
-// 6. Corrupt boot environment
+// 5. Corrupt boot environment
 // ---------------------------------------------------------------------------------
 
 #[test]

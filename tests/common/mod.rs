@@ -319,29 +319,6 @@ size = {size}
         buf
     }
 
-    /// SHA-256 (hex) of all bytes of `slot`.
-    pub fn slot_sha(&self, slot: SlotName) -> String {
-        sha256_hex(&self.slot_bytes(slot))
-    }
-
-    /// SHA-256 (hex) of the first `len` bytes of `slot`, read without loading the slot.
-    pub fn slot_prefix_sha(&self, slot: SlotName, len: u64) -> String {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = std::fs::File::open(self.path("disk.img")).expect("open disk");
-        f.seek(SeekFrom::Start(slot.index() as u64 * self.slot_size))
-            .expect("seek");
-        let mut hasher = Sha256::new();
-        let mut left = len;
-        let mut buf = vec![0u8; 1 << 20];
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            f.read_exact(&mut buf[..n]).expect("read slot");
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-        }
-        hex(&hasher.finalize())
-    }
-
     /// Whether the first bytes of `slot` equal the whole file `image`, compared in
     /// 1 MiB pieces without loading either.
     pub fn slot_holds(&self, slot: SlotName, image: &Path) -> bool {
@@ -550,6 +527,16 @@ impl Default for Fixture {
     fn default() -> Self {
         Fixture::new()
     }
+}
+
+/// A fixture with B confirmed and booted (version 2.0.0 of a `len`-byte image from
+/// `seed`) and A still good (v1): the next install targets A.
+pub fn booted_b_fixture(len: usize, seed: u64) -> Fixture {
+    let fx = Fixture::new();
+    fx.install_boot_confirm(len, seed, &BundleOpts::default().version("2.0.0"));
+    assert_eq!(fx.booted(), SlotName::B);
+    assert_eq!(fx.slot_state(SlotName::A), SlotState::Good);
+    fx
 }
 
 fn before_state(before: &Snapshot, slot: SlotName) -> SlotState {
