@@ -226,19 +226,17 @@ pub fn init_env(
             )));
         }
     }
-    let keep = current.unwrap_or_default();
-    let scheme = dev.scheme.as_ref();
-    let attempts = dev.config.boot.attempts;
-    let image = state::InstalledImage {
-        version: version.unwrap_or("").to_string(),
+    let image = version.map(|v| state::InstalledImage {
+        version: v.to_string(),
         security_version: 0,
-    };
-    let mut vars = state::mark_pending(scheme, &keep, good, &image, attempts);
-    if version.is_none() {
-        vars.retain(|k, _| !k.starts_with("BASCULE_") || k == "BASCULE_PENDING");
-    }
-    let vars = state::confirm(scheme, &vars, good, attempts).unwrap_or(vars);
-    let vars = state::begin_install(scheme, &vars, good.other());
+    });
+    let vars = state::factory_state(
+        dev.scheme.as_ref(),
+        &current.unwrap_or_default(),
+        good,
+        image.as_ref(),
+        dev.config.boot.attempts,
+    );
     dev.env.commit(&vars)?;
     Ok(())
 }

@@ -196,6 +196,28 @@ pub fn confirm(
     (next != *vars).then_some(next)
 }
 
+/// A complete first state for a device fresh from the factory: `good` primary and
+/// confirmed (holding `image`, if known), the other slot unbootable, nothing on trial.
+/// Variables of other owners in `vars` are kept.
+pub fn factory_state(
+    scheme: &dyn BootScheme,
+    vars: &EnvVars,
+    good: SlotName,
+    image: Option<&InstalledImage>,
+    attempts: u8,
+) -> EnvVars {
+    let mut next = vars.clone();
+    next.retain(|name, _| !name.starts_with("BASCULE_"));
+    scheme.set_primary(&mut next, good, attempts);
+    scheme.set_good(&mut next, good, attempts);
+    scheme.set_bad(&mut next, good.other());
+    if let Some(image) = image {
+        next.insert(version_var(good), image.version.clone());
+        next.insert(secver_var(good), image.security_version.to_string());
+    }
+    next
+}
+
 /// `slot` must not boot again. `None` when it already cannot.
 pub fn mark_bad(scheme: &dyn BootScheme, vars: &EnvVars, slot: SlotName) -> Option<EnvVars> {
     let mut next = vars.clone();
@@ -310,6 +332,36 @@ mod tests {
             BootState::read(s, &env).unwrap().slot(SlotName::B).state,
             SlotState::Good
         );
+    }
+
+    #[test]
+    fn factory_state_is_complete_for_every_scheme() {
+        let v1 = InstalledImage {
+            version: "1.0.0".into(),
+            security_version: 0,
+        };
+        let schemes: [&dyn BootScheme; 2] = [&RaucUboot, &RaucGrub];
+        for s in schemes {
+            let mut vars = EnvVars::new();
+            vars.insert("bootdelay".into(), "2".into());
+            vars.insert("BASCULE_PENDING".into(), "A".into());
+            let env = factory_state(s, &vars, SlotName::A, Some(&v1), 3);
+            let st = BootState::read(s, &env).unwrap();
+            assert_eq!(st.slot(SlotName::A).state, SlotState::Good, "{}", s.name());
+            assert!(st.slot(SlotName::A).primary);
+            assert!(matches!(st.slot(SlotName::B).state, SlotState::Bad { .. }));
+            assert_eq!(st.pending, None);
+            assert_eq!(st.slot(SlotName::A).version.as_deref(), Some("1.0.0"));
+            assert_eq!(env["bootdelay"], "2");
+            let unknown = factory_state(s, &vars, SlotName::B, None, 3);
+            assert_eq!(
+                BootState::read(s, &unknown)
+                    .unwrap()
+                    .slot(SlotName::B)
+                    .version,
+                None
+            );
+        }
     }
 
     #[test]
