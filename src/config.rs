@@ -85,6 +85,10 @@ pub enum BootEnvConfig {
         /// Offset of the second copy for a redundant environment.
         #[serde(default)]
         redundant_offset: Option<u64>,
+        /// Accept a single-copy environment, which a power cut during a write can
+        /// corrupt (only for boards whose U-Boot has no redundant environment).
+        #[serde(default)]
+        allow_single_copy: bool,
     },
     /// GRUB environment block file (RAUC's `ORDER` / `x_OK` / `x_TRY` scheme).
     Grub { path: PathBuf },
@@ -174,6 +178,18 @@ impl SystemConfig {
                 "boot.attempts must be 1 to 9 (one decimal digit, as boot scripts expect)",
             ));
         }
+        if let BootEnvConfig::Uboot {
+            redundant_offset: None,
+            allow_single_copy: false,
+            ..
+        } = bootenv
+        {
+            return Err(invalid(
+                "a single-copy U-Boot environment can be corrupted by a power cut during a write: \
+                 set bootenv.redundant_offset (U-Boot's CONFIG_ENV_OFFSET_REDUND), or, if the board's \
+                 U-Boot has only one copy, bootenv.allow_single_copy = true",
+            ));
+        }
         if boot.cmdline_keys.is_empty() {
             return Err(invalid("boot.cmdline_keys must name at least one key"));
         }
@@ -251,6 +267,15 @@ mod tests {
         let text = SAMPLE.replace("backend = \"uboot\"", "backend = \"barebox\"");
         let err = SystemConfig::parse(&text, Path::new("s.toml")).unwrap_err();
         assert!(err.to_string().contains("barebox"), "{err}");
+    }
+
+    #[test]
+    fn single_copy_uboot_env_needs_an_explicit_opt_in() {
+        let single = SAMPLE.replace("redundant_offset = 16384", "");
+        let err = SystemConfig::parse(&single, Path::new("s.toml")).unwrap_err();
+        assert!(err.to_string().contains("allow_single_copy"), "{err}");
+        let allowed = single.replace("size = 16384", "size = 16384\nallow_single_copy = true");
+        assert!(SystemConfig::parse(&allowed, Path::new("s.toml")).is_ok());
     }
 
     #[test]

@@ -127,21 +127,17 @@ fn open_env(cfg: &BootEnvConfig) -> Result<EnvAndScheme, HalError> {
             offset,
             size,
             redundant_offset,
+            ..
         } => {
+            // A single copy is only reached with `allow_single_copy` (checked when
+            // the config is loaded); `status` shows it as not power-safe.
             let dev = FileBlock::open(path, 0, None, true)?;
             let layout = UbootLayout {
                 offset: *offset,
                 size: env_size(path, *size)?,
                 redundant_offset: *redundant_offset,
             };
-            let env = UbootEnv::new(dev, layout)?;
-            if !env.is_power_safe() {
-                log::warn!(
-                    "{}: a single-copy U-Boot environment is not safe across power cuts; configure redundant_offset",
-                    path.display()
-                );
-            }
-            Ok((Box::new(env), Box::new(RaucUboot)))
+            Ok((Box::new(UbootEnv::new(dev, layout)?), Box::new(RaucUboot)))
         }
         BootEnvConfig::Grub { path } => {
             let dir = path.parent().unwrap_or(Path::new("."));
