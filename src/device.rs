@@ -15,7 +15,7 @@ use bascule_partitions::{Layout, SlotName};
 use crate::config::{BootEnvConfig, SystemConfig};
 use crate::install::SlotDevices;
 use crate::slot::chromeos::ChromeosGpt;
-use crate::slot::{booted_slot, BootScheme, BootedSlotError, RaucGrub, RaucUboot};
+use crate::slot::{booted_slot, root_device, BootScheme, BootedSlotError, RaucGrub, RaucUboot};
 
 /// Why the device could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,11 @@ pub enum DeviceError {
     Cmdline { path: PathBuf, message: String },
     #[error(transparent)]
     Booted(#[from] BootedSlotError),
+    #[error(
+        "the kernel command line says root={root}, which is slot {slot}'s device, but names the other \
+         slot as booted; refusing to write slot {slot}"
+    )]
+    RootIsTarget { root: String, slot: String },
     #[error("security floor {path}: {message}")]
     Floor { path: PathBuf, message: String },
 }
@@ -63,6 +68,35 @@ impl Device {
             .map(String::as_str)
             .collect();
         Ok(booted_slot(&cmdline, &keys)?)
+    }
+
+    /// Refuses when the kernel's `root=` device is a device of `target`'s slots and
+    /// not of the booted slot's: the command line contradicts itself about which slot
+    /// runs, and bascule does not guess.
+    pub fn check_root_is_not(&self, target: SlotName) -> Result<(), DeviceError> {
+        let path = &self.config.boot.cmdline;
+        let cmdline = std::fs::read_to_string(path).map_err(|e| DeviceError::Cmdline {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let Some(root) = root_device(&cmdline) else {
+            return Ok(());
+        };
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        for (class, pair) in &self.config.layout.slots {
+            let target_dev = &pair.get(target).device;
+            let booted_dev = &pair.get(target.other()).device;
+            if same(Path::new(root), target_dev) && !same(Path::new(root), booted_dev) {
+                return Err(DeviceError::RootIsTarget {
+                    root: root.to_string(),
+                    slot: format!("{class}.{target}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The lowest security version this device accepts (0 when never raised).

@@ -162,6 +162,7 @@ pub fn install(
 ) -> Result<InstallReport, Error> {
     let _lock = InstallLock::acquire(&dev.config.state_dir)?;
     let booted = dev.booted()?;
+    dev.check_root_is_not(opts.target.unwrap_or(booted.other()))?;
     let keyring = Keyring::load_dir(&dev.config.keyring)?;
     let reader = BundleReader::open(open_source(source)?, &keyring)?;
     let security_floor = dev.security_floor()?;

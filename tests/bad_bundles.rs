@@ -354,6 +354,29 @@ fn installing_into_the_booted_slot_is_refused() {
     fx.install(&bundle, &["--slot", "B"]).ok();
 }
 
+/// Slots on their own devices: a command line whose `root=` is the target's device
+/// while it names the other slot as booted is a contradiction, and is refused.
+#[test]
+fn root_device_of_the_target_on_the_cmdline_is_refused() {
+    let fx = Fixture::new();
+    for name in ["a.img", "b.img"] {
+        let f = std::fs::File::create(fx.path(name)).unwrap();
+        f.set_len(2 * common::SLOT_SIZE).unwrap();
+    }
+    std::fs::write(fx.config(), fx.system_toml("a.img", "b.img")).unwrap();
+    let bundle = fx.bundle(&fx.image(IMAGE_LEN, 30), &BundleOpts::default());
+    let b_dev = fx.path("b.img").display().to_string();
+    fx.set_cmdline(&format!("console=ttyS0 root={b_dev} bascule.slot=A\n"));
+    let before = fx.snapshot();
+    let run = fx.install(&bundle, &[]).fails_with(&["root=", "slot rootfs.B"]);
+    assert!(run.stderr.contains(&b_dev), "{}", run.stderr);
+    fx.assert_untouched(&before);
+    // root= naming the booted slot's device is consistent: the install goes ahead.
+    let a_dev = fx.path("a.img").display().to_string();
+    fx.set_cmdline(&format!("console=ttyS0 root={a_dev} bascule.slot=A\n"));
+    fx.install(&bundle, &[]).ok();
+}
+
 #[test]
 fn no_booted_slot_on_the_cmdline_is_refused() {
     let fx = Fixture::new();

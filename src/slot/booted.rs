@@ -50,6 +50,16 @@ pub fn booted_slot(cmdline: &str, keys: &[&str]) -> Result<SlotName, BootedSlotE
     })
 }
 
+/// The root device path the kernel command line names (`root=/dev/...`), if it names
+/// one by path (not `PARTUUID=` or `LABEL=`).
+pub fn root_device(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("root="))
+        .next_back()
+        .filter(|value| value.starts_with('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +76,16 @@ mod tests {
             booted_slot("root=/dev/vda2 rauc.slot=A", KEYS),
             Ok(SlotName::A)
         );
+    }
+
+    #[test]
+    fn root_device_is_the_last_root_by_path() {
+        assert_eq!(
+            root_device("root=/dev/vda2 ro root=/dev/vda3"),
+            Some("/dev/vda3")
+        );
+        assert_eq!(root_device("root=PARTUUID=1234-02"), None);
+        assert_eq!(root_device("quiet"), None);
     }
 
     #[test]

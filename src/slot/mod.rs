@@ -6,6 +6,6 @@ pub mod chromeos;
 pub mod scheme;
 pub mod state;
 
-pub use booted::{booted_slot, BootedSlotError};
+pub use booted::{booted_slot, root_device, BootedSlotError};
 pub use scheme::{BootDecision, BootScheme, RaucGrub, RaucUboot, SchemeError, SchemeView};
 pub use state::{BadReason, BootState, InstalledImage, SlotInfo, SlotState};
