@@ -1,18 +1,25 @@
 //! The exhaustive power-cut campaign: a whole update cycle on a simulated board (slot A,
-//! slot B, a redundant U-Boot env, all on one power rail), cut at every operation.
+//! slot B, a boot environment device, all on one power rail), cut at every operation.
+//! It runs for every block-device env backend ([`EnvBackend`]): a redundant U-Boot env
+//! and a native env (RAUC U-Boot scheme), and ChromeOS GPT attributes with a
+//! `bascule-env` partition (ChromeOS scheme).
 //!
 //! For each scenario the campaign runs it once cleanly and logs every `write_at` and
 //! `sync` of every device in one global order. Then, for each cut point, it runs the
 //! scenario again on a fresh board armed to lose power at that operation (optionally
 //! tearing it), keeps only the bytes that were durable, and reboots with the bootloader
-//! model (`RaucUboot::boot` over the env loaded from the rebuilt env device). It checks:
+//! model (the backend scheme's `boot` over the env loaded from the rebuilt env device).
+//! It checks:
 //! - the env loads (never an error) and the scheme can read it;
 //! - the previously confirmed slot still holds its image, the env still names its
 //!   version, and it boots within the boots the try counters allow when nothing is ever
 //!   confirmed again (the new image may fail its health check forever);
 //! - every slot the bootloader boots in that chain holds exactly the image of the
 //!   version the env records for it (SHA-256 over the image length);
-//! - a chain never ends with no bootable slot (a brick).
+//! - a chain never ends with no bootable slot (a brick);
+//! - every slot the env made bootable right after the cut holds exactly the image of
+//!   the version the env records for it (a fallback the chain never takes, e.g. a
+//!   ChromeOS slot behind a successful one, could still boot it).
 //!
 //! Scenario 1: from the factory state (v1 good on A), install v2 into B with the real
 //! engine, boot B, health passes, confirm B. Scenario 2: from scenario 1's end state,
@@ -28,17 +35,17 @@
 //!     BASCULE_POWERCUT_FULL=1 cargo test --test power_cut -- --nocapture
 //! `BASCULE_POWERCUT_PREFIX_STEP=1` with it tears every write and sync at every byte
 //! (hundreds of thousands of cut points: use `--release`).
-//! Both print one line per scenario and `power-cut campaign: N cut points, 0 bricks`.
+//! Both print one line per scenario, one per backend, and
+//! `power-cut campaign (default|full): N cut points, 0 bricks`.
 mod powercut;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use bascule::slot::{state, BootDecision, BootScheme, BootState, InstalledImage, RaucUboot};
+use bascule::slot::{state, BootDecision, BootState, InstalledImage};
 use bascule_hal::block::Tear;
-use bascule_hal::env::uboot::UbootEnv;
-use bascule_hal::{BlockDevice, EnvStore, MemBlock};
+use bascule_hal::{BlockDevice, MemBlock};
 use bascule_partitions::SlotName;
 
 use powercut::rail::{describe, RailCut};
@@ -51,41 +58,45 @@ const SECTOR: u32 = 512;
 /// Failures printed in full; the rest are counted.
 const MAX_PRINTED: usize = 20;
 
+type Steps = fn(&PowerRail, EnvBackend) -> Result<(), String>;
+
 struct Scenario {
     name: &'static str,
+    backend: EnvBackend,
     /// Durable bytes of each device when the scenario starts.
     start: Vec<Vec<u8>>,
     /// The slot confirmed before the scenario, and its version.
     confirmed: (SlotName, &'static str),
-    steps: fn(&PowerRail) -> Result<(), String>,
+    steps: Steps,
 }
 
-fn expect_boot(rail: &PowerRail, want: SlotName) -> Result<(), String> {
-    match boot(rail)? {
+fn expect_boot(rail: &PowerRail, backend: EnvBackend, want: SlotName) -> Result<(), String> {
+    match boot(rail, backend)? {
         BootDecision::Boot(slot) if slot == want => Ok(()),
         other => Err(format!("bootloader chose {other:?}, expected slot {want}")),
     }
 }
 
 /// Install v2 into B, boot it, health passes, confirm.
-fn update_and_confirm(rail: &PowerRail) -> Result<(), String> {
-    install(rail, &fixture().releases[1], SlotName::A)?;
-    expect_boot(rail, SlotName::B)?;
-    confirm(rail, SlotName::B)
+fn update_and_confirm(rail: &PowerRail, backend: EnvBackend) -> Result<(), String> {
+    install(rail, backend, &fixture().releases[1], SlotName::A)?;
+    expect_boot(rail, backend, SlotName::B)?;
+    confirm(rail, backend, SlotName::B)
 }
 
 /// Install v3 into A, its health fails on every try, fall back to B, confirm B.
-fn update_and_roll_back(rail: &PowerRail) -> Result<(), String> {
-    install(rail, &fixture().releases[2], SlotName::B)?;
+fn update_and_roll_back(rail: &PowerRail, backend: EnvBackend) -> Result<(), String> {
+    install(rail, backend, &fixture().releases[2], SlotName::B)?;
     for _ in 0..ATTEMPTS {
-        expect_boot(rail, SlotName::A)?;
+        expect_boot(rail, backend, SlotName::A)?;
     }
-    expect_boot(rail, SlotName::B)?;
-    confirm(rail, SlotName::B)
+    expect_boot(rail, backend, SlotName::B)?;
+    confirm(rail, backend, SlotName::B)
 }
 
-fn new_rail(start: &[Vec<u8>]) -> PowerRail {
-    let named: Vec<(&str, Vec<u8>)> = DEVICE_NAMES
+fn new_rail(backend: EnvBackend, start: &[Vec<u8>]) -> PowerRail {
+    let named: Vec<(&str, Vec<u8>)> = backend
+        .device_names()
         .iter()
         .copied()
         .zip(start.iter().cloned())
@@ -115,13 +126,20 @@ fn check_booted(
 
 /// Reboots the board from `durable` bytes and checks every invariant of the module
 /// docs. Returns what the first boot ran ("B v2.0.0").
-fn check_reboot(durable: &[Vec<u8>], confirmed: (SlotName, &str)) -> Result<String, String> {
-    let env_dev = MemBlock::from_bytes(DEVICE_NAMES[ENV], durable[ENV].clone());
-    let mut env = UbootEnv::new(env_dev, env_layout()).map_err(|e| format!("env layout: {e}"))?;
+fn check_reboot(
+    backend: EnvBackend,
+    durable: &[Vec<u8>],
+    confirmed: (SlotName, &str),
+) -> Result<String, String> {
+    let scheme = backend.scheme();
+    let env_dev = MemBlock::from_bytes(backend.device_names()[ENV], durable[ENV].clone());
+    let mut env = backend
+        .open(env_dev)
+        .map_err(|e| format!("env does not open after the cut: {e}"))?;
     let mut vars = env
         .load()
         .map_err(|e| format!("env does not load after the cut: {e}"))?;
-    BootState::read(&RaucUboot, &vars)
+    let after_cut = BootState::read(scheme, &vars)
         .map_err(|e| format!("env loads but the scheme cannot read it: {e}"))?;
     let (cslot, cversion) = confirmed;
     let release = fixture().release(cversion).expect("confirmed release");
@@ -136,20 +154,32 @@ fn check_reboot(durable: &[Vec<u8>], confirmed: (SlotName, &str)) -> Result<Stri
             vars.get(&version_var(cslot))
         ));
     }
+    let vars_after_cut = vars.clone();
     // Boot with no confirmation ever: the worst case for a new image.
     let mut first = None;
     let mut confirmed_boots = false;
     let mut resets_in_a_row = 0;
+    // RAUC's U-Boot script resets every counter when no slot is left, then the board
+    // resets and boots again: one such boot is allowed, a second in a row is a brick.
+    // The ChromeOS scheme documents that `boot` with no bootable slot enters recovery
+    // and changes nothing, so the next power-on decides the same: there the first
+    // such boot is already a brick.
+    let resets_allowed = usize::from(backend.no_slot_resets_counters());
     for n in 0..2 * usize::from(ATTEMPTS) + 3 {
-        let decision = RaucUboot.boot(&mut vars, ATTEMPTS);
+        let decision = scheme.boot(&mut vars, ATTEMPTS);
         env.commit(&vars)
             .map_err(|e| format!("boot {n}: bootloader saveenv failed: {e}"))?;
         match decision {
             BootDecision::NoSlotResetCounters => {
                 resets_in_a_row += 1;
-                if resets_in_a_row > 1 {
+                if resets_in_a_row > resets_allowed {
                     return Err(format!(
-                        "BRICK: boot {n}: no bootable slot even after the counter reset"
+                        "BRICK: boot {n}: no bootable slot{}",
+                        if resets_allowed > 0 {
+                            " even after the counter reset"
+                        } else {
+                            " (the firmware enters recovery mode)"
+                        }
                     ));
                 }
             }
@@ -166,6 +196,15 @@ fn check_reboot(durable: &[Vec<u8>], confirmed: (SlotName, &str)) -> Result<Stri
         return Err(format!(
             "previously confirmed slot {cslot} (v{cversion}) never boots when nothing is confirmed"
         ));
+    }
+    // Slots the env allowed to boot right after the cut, whether or not this chain
+    // reached them (under ChromeOS a successful slot never loses its priority, so its
+    // fallback only boots when it fails to start, which this model never does).
+    for slot in SlotName::ALL {
+        if after_cut.view.bootable(slot) {
+            check_booted(slot, &vars_after_cut, durable)
+                .map_err(|e| format!("after the cut: {e}"))?;
+        }
     }
     first.ok_or_else(|| "BRICK: nothing ever boots".to_string())
 }

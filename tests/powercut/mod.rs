@@ -1,6 +1,9 @@
-//! The simulated board of the power-cut campaign: slot A, slot B and a redundant U-Boot
-//! environment on one [`PowerRail`], three signed releases, and the steps of an update
-//! cycle (install, bootloader boot, confirm) run through the real engine and stores.
+//! The simulated board of the power-cut campaign: slot A, slot B and a boot
+//! environment device on one [`PowerRail`], three signed releases, and the steps of an
+//! update cycle (install, bootloader boot, confirm) run through the real engine and
+//! stores. The environment is one of the block-device [`EnvBackend`]s: a redundant
+//! U-Boot env or a native env (both with the RAUC U-Boot scheme), or GPT attributes
+//! with a `bascule-env` partition (ChromeOS scheme).
 //!
 //! Everything is in memory except the bundles, which `create_bundle` can only write to
 //! a file: they are built once in a temporary directory and kept as bytes.
@@ -11,8 +14,13 @@ use std::sync::OnceLock;
 
 use bascule::bundle::{create_bundle, BundleReader, Compression, CreateOptions, Keyring};
 use bascule::install::{self, InstallOptions, InstallTarget, NoProgress, SlotDevices};
+use bascule::slot::chromeos::ChromeosGpt;
 use bascule::slot::{state, BootDecision, BootScheme, InstalledImage, RaucUboot};
+use bascule_hal::env::codec::crc32;
+use bascule_hal::env::native::{NativeEnv, NativeLayout};
 use bascule_hal::env::uboot::{UbootEnv, UbootLayout};
+use bascule_hal::gpt::table::Table;
+use bascule_hal::gpt::{GptAttrEnv, GptAttrLayout, PartitionRef, BASCULE_ENV_PARTITION};
 use bascule_hal::{BlockDevice, EnvStore, EnvVars, HalError, MemBlock};
 use bascule_partitions::SlotName;
 use ed25519_dalek::SigningKey;
@@ -24,7 +32,7 @@ pub use rail::{PowerRail, RailBlock};
 pub const SLOT_SIZE: usize = 256 << 10;
 /// Uncompressed bytes per bundle chunk: one slot write each.
 pub const CHUNK: u32 = 4096;
-/// One U-Boot env copy; the second copy follows it.
+/// One U-Boot or native env copy; the second copy follows it.
 pub const ENV_COPY: usize = 0x2000;
 /// Boot attempts a pending slot gets.
 pub const ATTEMPTS: u8 = 3;
@@ -33,7 +41,6 @@ pub const COMPATIBLE: &str = "bascule-powercut-board";
 pub const SLOT_A: usize = 0;
 pub const SLOT_B: usize = 1;
 pub const ENV: usize = 2;
-pub const DEVICE_NAMES: [&str; 3] = ["slot A", "slot B", "uboot env"];
 
 /// The rail index of a slot.
 pub fn slot_device(slot: SlotName) -> usize {
@@ -49,6 +56,192 @@ pub fn env_layout() -> UbootLayout {
         offset: 0,
         size: ENV_COPY,
         redundant_offset: Some(ENV_COPY as u64),
+    }
+}
+
+/// The native env layout: copy 0 at 0, copy 1 right after it (same device size).
+pub fn native_layout() -> NativeLayout {
+    NativeLayout {
+        offsets: [0, ENV_COPY as u64],
+        size: ENV_COPY,
+    }
+}
+
+/// Logical sector size of the GPT disk.
+const GPT_SECTOR: usize = 512;
+/// Sectors of the GPT disk (64 KiB): MBR, primary header, 32 sectors of entries,
+/// partitions in LBAs 34..=94, backup entries in 95..=126, backup header at 127.
+const GPT_SECTORS: u64 = 128;
+/// 128 entries of 128 bytes, as `sgdisk` and gptman make them.
+const GPT_ENTRIES: usize = 128;
+const GPT_ENTRY_SIZE: usize = 128;
+/// ChromeOS kernel partition type (FE3A2A5D-4F32-41A7-B725-ACCC3285A309), mixed-endian.
+const CROS_KERNEL: [u8; 16] = [
+    0x5d, 0x2a, 0x3a, 0xfe, 0x32, 0x4f, 0xa7, 0x41, 0xb7, 0x25, 0xac, 0xcc, 0x32, 0x85, 0xa3, 0x09,
+];
+/// Linux reserved (8DA63339-0007-60C0-C436-083AC8230908), for `bascule-env`.
+const LINUX_RESERVED: [u8; 16] = [
+    0x39, 0x33, 0xa6, 0x8d, 0x07, 0x00, 0xc0, 0x60, 0xc4, 0x36, 0x08, 0x3a, 0xc8, 0x23, 0x09, 0x08,
+];
+/// Legacy BIOS bootable, an attribute bit the store must keep.
+const LEGACY_BOOTABLE: u64 = 1 << 2;
+
+/// A blank GPT disk with a protective MBR: 1 `rootfs-a` and 2 `rootfs-b` (ChromeOS
+/// kernels, all boot bits 0) and 3 `bascule-env` (16 KiB, never written). Built with
+/// the hal's own table code: gptman is a dev-dependency of bascule-hal only, and the
+/// root crate's tests cannot use it (hal/tests/gpt_*.rs cross-check this code against
+/// gptman). The slot entries only carry the boot attributes here: the slots' bytes
+/// are the rail's slot devices, as a separate disk per slot would be.
+pub fn blank_gpt_disk() -> Vec<u8> {
+    let ss = GPT_SECTOR as u64;
+    let entry_sectors = (GPT_ENTRIES * GPT_ENTRY_SIZE) as u64 / ss;
+    let last_lba = GPT_SECTORS - 1;
+    let backup_entries = last_lba - entry_sectors;
+    let (first_usable, last_usable) = (2 + entry_sectors, backup_entries - 1);
+    let mut entries = vec![0u8; GPT_ENTRIES * GPT_ENTRY_SIZE];
+    let parts: [(&[u8; 16], &str, u64, u64, u64); 3] = [
+        (&CROS_KERNEL, "rootfs-a", 40, 47, LEGACY_BOOTABLE),
+        (&CROS_KERNEL, "rootfs-b", 48, 55, 0),
+        (&LINUX_RESERVED, BASCULE_ENV_PARTITION, 56, 87, 0),
+    ];
+    for (i, (ty, name, first, last, attrs)) in parts.into_iter().enumerate() {
+        assert!(first_usable <= first && last <= last_usable);
+        let e = &mut entries[i * GPT_ENTRY_SIZE..(i + 1) * GPT_ENTRY_SIZE];
+        e[..16].copy_from_slice(ty);
+        e[16..32].copy_from_slice(&[i as u8 + 1; 16]);
+        e[32..40].copy_from_slice(&first.to_le_bytes());
+        e[40..48].copy_from_slice(&last.to_le_bytes());
+        e[48..56].copy_from_slice(&attrs.to_le_bytes());
+        for (k, unit) in name.encode_utf16().enumerate() {
+            e[56 + 2 * k..58 + 2 * k].copy_from_slice(&unit.to_le_bytes());
+        }
+    }
+    let mut header = vec![0u8; 92];
+    header[..8].copy_from_slice(b"EFI PART");
+    header[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+    header[12..16].copy_from_slice(&92u32.to_le_bytes());
+    header[40..48].copy_from_slice(&first_usable.to_le_bytes());
+    header[48..56].copy_from_slice(&last_usable.to_le_bytes());
+    header[56..72].copy_from_slice(&[0x42; 16]);
+    header[80..84].copy_from_slice(&(GPT_ENTRIES as u32).to_le_bytes());
+    header[84..88].copy_from_slice(&(GPT_ENTRY_SIZE as u32).to_le_bytes());
+    header[88..92].copy_from_slice(&crc32(&entries).to_le_bytes());
+    let table = Table::with_entries(header, entries.clone()).expect("GPT table");
+    let mut disk = vec![0u8; GPT_SECTORS as usize * GPT_SECTOR];
+    let mut put = |lba: u64, bytes: &[u8]| {
+        let at = (lba * ss) as usize;
+        disk[at..at + bytes.len()].copy_from_slice(bytes);
+    };
+    put(1, &table.encode_header(GPT_SECTOR, 1, last_lba, 2));
+    put(2, &entries);
+    put(backup_entries, &entries);
+    put(
+        last_lba,
+        &table.encode_header(GPT_SECTOR, last_lba, 1, backup_entries),
+    );
+    // Protective MBR: one 0xEE partition over the whole disk.
+    let mut mbr = [0u8; GPT_SECTOR];
+    mbr[446 + 4] = 0xee;
+    mbr[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+    mbr[446 + 12..446 + 16].copy_from_slice(&((GPT_SECTORS - 1) as u32).to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    put(0, &mbr);
+    disk
+}
+
+/// Slots A and B and `bascule-env`, by GPT name.
+pub fn gpt_layout() -> GptAttrLayout {
+    GptAttrLayout {
+        slots: [("A", "rootfs-a"), ("B", "rootfs-b")]
+            .into_iter()
+            .map(|(s, p)| (s.to_string(), PartitionRef::Name(p.into())))
+            .collect(),
+        bascule_env: Some(PartitionRef::Name(BASCULE_ENV_PARTITION.into())),
+    }
+}
+
+/// A block-device boot environment backend of the board, with its boot scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvBackend {
+    /// Redundant U-Boot env ([`env_layout`]), RAUC's U-Boot scheme.
+    Uboot,
+    /// bascule's native env ([`native_layout`]) on the same device, RAUC's U-Boot scheme.
+    Native,
+    /// ChromeOS GPT attributes with a `bascule-env` partition ([`blank_gpt_disk`]),
+    /// the ChromeOS scheme.
+    Gpt,
+}
+
+impl EnvBackend {
+    pub const ALL: [EnvBackend; 3] = [EnvBackend::Uboot, EnvBackend::Native, EnvBackend::Gpt];
+
+    /// The backend and its scheme, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnvBackend::Uboot => "uboot env (rauc-uboot)",
+            EnvBackend::Native => "native env (rauc-uboot)",
+            EnvBackend::Gpt => "gpt attributes + bascule-env (chromeos-gpt)",
+        }
+    }
+
+    /// The names of the rail's devices, by index.
+    pub fn device_names(self) -> [&'static str; 3] {
+        let env = match self {
+            EnvBackend::Uboot => "uboot env",
+            EnvBackend::Native => "native env",
+            EnvBackend::Gpt => "gpt disk",
+        };
+        ["slot A", "slot B", env]
+    }
+
+    /// The boot scheme the bootloader (and bascule) use with this store.
+    pub fn scheme(self) -> &'static dyn BootScheme {
+        match self {
+            EnvBackend::Uboot | EnvBackend::Native => &RaucUboot,
+            EnvBackend::Gpt => &ChromeosGpt,
+        }
+    }
+
+    /// Whether [`BootDecision::NoSlotResetCounters`] changes the environment so that
+    /// the next boot can succeed. RAUC's U-Boot script resets every counter; the
+    /// ChromeOS firmware enters recovery mode and changes nothing (`ChromeosGpt::boot`).
+    pub fn no_slot_resets_counters(self) -> bool {
+        !matches!(self, EnvBackend::Gpt)
+    }
+
+    /// The env device before anything was provisioned.
+    fn blank_device(self) -> Vec<u8> {
+        match self {
+            EnvBackend::Uboot | EnvBackend::Native => vec![0; 2 * ENV_COPY],
+            EnvBackend::Gpt => blank_gpt_disk(),
+        }
+    }
+
+    /// The store over the env device `dev`.
+    pub fn open<D: BlockDevice + 'static>(self, dev: D) -> Result<Box<dyn EnvStore>, String> {
+        let store: Box<dyn EnvStore> = match self {
+            EnvBackend::Uboot => Box::new(UbootEnv::new(dev, env_layout()).map_err(|e| e.to_string())?),
+            EnvBackend::Native => Box::new(NativeEnv::new(dev, native_layout()).map_err(|e| e.to_string())?),
+            EnvBackend::Gpt => Box::new(GptAttrEnv::new(dev, gpt_layout()).map_err(|e| e.to_string())?),
+        };
+        Ok(store)
+    }
+
+    /// The factory env device: [`state::factory_state`] (what `bascule init-env`
+    /// provisions) with v1 good on A and B unbootable, committed over the blank device
+    /// (whose variables it keeps, such as a GPT's boot bits, when it has any).
+    pub fn factory_env(self) -> Vec<u8> {
+        let rail = PowerRail::new(&[("env", self.blank_device())]);
+        let mut env = self.open(rail.device(0)).expect("open the blank env");
+        let blank = env.load().unwrap_or_default();
+        let v1 = InstalledImage {
+            version: "1.0.0".into(),
+            security_version: 1,
+        };
+        let factory = state::factory_state(self.scheme(), &blank, SlotName::A, Some(&v1), ATTEMPTS);
+        env.commit(&factory).expect("commit factory env");
+        rail.durable().swap_remove(0)
     }
 }
 
@@ -159,23 +352,13 @@ pub fn fixture() -> &'static Fixture {
 }
 
 /// The factory state: v1 raw-copied into A, garbage in B, and an env where A is good
-/// and B is not bootable (as `bascule demo` provisions). Durable bytes per device.
-pub fn factory_board() -> Vec<Vec<u8>> {
+/// and B is not bootable ([`EnvBackend::factory_env`]). Durable bytes per device.
+pub fn factory_board(backend: EnvBackend) -> Vec<Vec<u8>> {
     let fx = fixture();
     let mut a = image_bytes(SLOT_SIZE, 7);
     a[..fx.releases[0].image.len()].copy_from_slice(&fx.releases[0].image);
     let b = image_bytes(SLOT_SIZE, 8);
-    let v1 = InstalledImage {
-        version: "1.0.0".into(),
-        security_version: 1,
-    };
-    let pending = state::mark_pending(&RaucUboot, &EnvVars::new(), SlotName::A, &v1, ATTEMPTS);
-    let good = state::confirm(&RaucUboot, &pending, SlotName::A, ATTEMPTS).unwrap_or(pending);
-    let initial = state::begin_install(&RaucUboot, &good, SlotName::B);
-    let mut env = UbootEnv::new(MemBlock::new("env", 2 * ENV_COPY), env_layout()).expect("layout");
-    env.commit(&initial).expect("commit factory env");
-    let env = env.into_inner().durable().to_vec();
-    vec![a, b, env]
+    vec![a, b, backend.factory_env()]
 }
 
 /// The slots of the board, as the install engine sees them.
@@ -208,19 +391,24 @@ impl SlotDevices for RailSlots {
 }
 
 /// The env store of the board.
-pub fn env_store(rail: &PowerRail) -> Result<UbootEnv<RailBlock>, String> {
-    UbootEnv::new(rail.device(ENV), env_layout()).map_err(|e| e.to_string())
+pub fn env_store(rail: &PowerRail, backend: EnvBackend) -> Result<Box<dyn EnvStore>, String> {
+    backend.open(rail.device(ENV))
 }
 
 /// Installs `release` with the real engine while `booted` runs.
-pub fn install(rail: &PowerRail, release: &Release, booted: SlotName) -> Result<(), String> {
+pub fn install(
+    rail: &PowerRail,
+    backend: EnvBackend,
+    release: &Release,
+    booted: SlotName,
+) -> Result<(), String> {
     let reader = BundleReader::open(Cursor::new(release.bundle.as_slice()), &fixture().keyring)
         .map_err(|e| format!("open bundle {}: {e}", release.version))?;
-    let mut env = env_store(rail)?;
+    let mut env = env_store(rail, backend)?;
     let mut slots = RailSlots { rail: rail.clone() };
     let target = InstallTarget {
-        env: &mut env,
-        scheme: &RaucUboot,
+        env: &mut *env,
+        scheme: backend.scheme(),
         slots: &mut slots,
         compatible: COMPATIBLE,
         booted,
@@ -233,23 +421,24 @@ pub fn install(rail: &PowerRail, release: &Release, booted: SlotName) -> Result<
         .map_err(|e| format!("install {}: {e}", release.version))
 }
 
-/// A power-on: the bootloader script decides and saves its env (`saveenv`).
-pub fn boot(rail: &PowerRail) -> Result<BootDecision, String> {
-    let mut env = env_store(rail)?;
+/// A power-on: the bootloader decides and saves its env (`saveenv`, or the vboot
+/// firmware's GPT update).
+pub fn boot(rail: &PowerRail, backend: EnvBackend) -> Result<BootDecision, String> {
+    let mut env = env_store(rail, backend)?;
     let mut vars = env
         .load()
         .map_err(|e| format!("bootloader env load: {e}"))?;
-    let decision = RaucUboot.boot(&mut vars, ATTEMPTS);
+    let decision = backend.scheme().boot(&mut vars, ATTEMPTS);
     env.commit(&vars)
         .map_err(|e| format!("bootloader saveenv: {e}"))?;
     Ok(decision)
 }
 
 /// The health check of `slot` passed: bascule confirms it (`mark-good`).
-pub fn confirm(rail: &PowerRail, slot: SlotName) -> Result<(), String> {
-    let mut env = env_store(rail)?;
+pub fn confirm(rail: &PowerRail, backend: EnvBackend, slot: SlotName) -> Result<(), String> {
+    let mut env = env_store(rail, backend)?;
     let vars = env.load().map_err(|e| format!("confirm: env load: {e}"))?;
-    if let Some(next) = state::confirm(&RaucUboot, &vars, slot, ATTEMPTS) {
+    if let Some(next) = state::confirm(backend.scheme(), &vars, slot, ATTEMPTS) {
         env.commit(&next)
             .map_err(|e| format!("confirm: env commit: {e}"))?;
     }
