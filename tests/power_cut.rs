@@ -13,20 +13,24 @@
 //! - the env loads (never an error) and the scheme can read it;
 //! - the previously confirmed slot still holds its image, the env still names its
 //!   version, and it boots within the boots the try counters allow when nothing is ever
-//!   confirmed again (the new image may fail its health check forever);
+//!   confirmed again (the new image may fail its health check forever). ChromeOS
+//!   takes no try from a successful slot, so there the chain may instead settle on a
+//!   slot bascule confirmed during the scenario (see `check_reboot`);
 //! - every slot the bootloader boots in that chain holds exactly the image of the
 //!   version the env records for it (SHA-256 over the image length);
-//! - a chain never ends with no bootable slot (a brick);
-//! - every slot the env made bootable right after the cut holds exactly the image of
-//!   the version the env records for it (a fallback the chain never takes, e.g. a
-//!   ChromeOS slot behind a successful one, could still boot it).
+//! - a chain never ends with no bootable slot (a brick): with RAUC's U-Boot scheme a
+//!   second counter reset in a row, with ChromeOS the first boot that finds no
+//!   bootable slot (the firmware enters recovery and changes nothing);
+//! - every slot in the boot order right after the cut holds exactly the image of the
+//!   version the env records for it (a fallback the chain never takes, e.g. a ChromeOS
+//!   slot behind a successful one, could still boot it).
 //!
 //! Scenario 1: from the factory state (v1 good on A), install v2 into B with the real
 //! engine, boot B, health passes, confirm B. Scenario 2: from scenario 1's end state,
 //! install v3 into A, boot A `ATTEMPTS` times with failing health, fall back to B,
 //! confirm B.
 //!
-//! Default run (a few seconds in debug): every operation, each cut (a) before it with
+//! Default run (about 2 s in debug for all backends; the full run about 45 s): every operation, each cut (a) before it with
 //! nothing landing, and for writes (b) a torn prefix ending mid-sector and (c) the even
 //! 512-byte sectors landing; for syncs (c) over the dirty sectors.
 //!     cargo test --test power_cut -- --nocapture
@@ -45,6 +49,7 @@ use std::sync::Mutex;
 
 use bascule::slot::{state, BootDecision, BootState, InstalledImage};
 use bascule_hal::block::Tear;
+use bascule_hal::gpt::table::read_tables;
 use bascule_hal::{BlockDevice, MemBlock};
 use bascule_partitions::SlotName;
 
@@ -158,6 +163,7 @@ fn check_reboot(
     // Boot with no confirmation ever: the worst case for a new image.
     let mut first = None;
     let mut confirmed_boots = false;
+    let mut last_boot = None;
     let mut resets_in_a_row = 0;
     // RAUC's U-Boot script resets every counter when no slot is left, then the board
     // resets and boots again: one such boot is allowed, a second in a row is a brick.
@@ -189,21 +195,33 @@ fn check_reboot(
                     check_booted(slot, &vars, durable).map_err(|e| format!("boot {n}: {e}"))?;
                 first.get_or_insert(ran);
                 confirmed_boots |= slot == cslot;
+                last_boot = Some(slot);
             }
         }
     }
-    if !confirmed_boots {
+    // The ChromeOS scheme documents that the firmware takes no try from a successful
+    // slot: once bascule confirmed the new slot (successful=1, after its health check
+    // passed), it boots on every power-on and the previous slot is never tried again.
+    // There the chain must settle on a successful slot: the previously confirmed one,
+    // or one confirmed during the scenario. RAUC's U-Boot scheme takes a try from
+    // every slot, so there the previously confirmed slot must boot within the chain.
+    let settled_on_successful = backend == EnvBackend::Gpt
+        && last_boot.is_some_and(|s| {
+            vars.get(&format!("GPT_{s}_SUCCESSFUL")).map(String::as_str) == Some("1")
+        });
+    if !confirmed_boots && !settled_on_successful {
         return Err(format!(
             "previously confirmed slot {cslot} (v{cversion}) never boots when nothing is confirmed"
         ));
     }
-    // Slots the env allowed to boot right after the cut, whether or not this chain
-    // reached them (under ChromeOS a successful slot never loses its priority, so its
-    // fallback only boots when it fails to start, which this model never does).
+    // Slots in the boot order right after the cut (RAUC's counter reset makes any of
+    // them bootable again), whether or not this chain reached them: under ChromeOS a
+    // successful slot never loses its priority, so the slot behind it only boots when
+    // it fails to start, which this model never does.
     for slot in SlotName::ALL {
-        if after_cut.view.bootable(slot) {
+        if after_cut.view.order.contains(&slot) {
             check_booted(slot, &vars_after_cut, durable)
-                .map_err(|e| format!("after the cut: {e}"))?;
+                .map_err(|e| format!("after the cut (slot {slot} is in the boot order): {e}"))?;
         }
     }
     first.ok_or_else(|| "BRICK: nothing ever boots".to_string())
@@ -219,9 +237,9 @@ struct Findings {
 
 /// Runs one cut of `scenario` and checks the rebooted board.
 fn run_cut(scenario: &Scenario, cut: RailCut, total_ops: u64) -> Result<String, String> {
-    let rail = new_rail(&scenario.start);
+    let rail = new_rail(scenario.backend, &scenario.start);
     rail.arm(cut);
-    let result = (scenario.steps)(&rail);
+    let result = (scenario.steps)(&rail, scenario.backend);
     match (rail.is_down(), result) {
         (false, Err(e)) => return Err(format!("failed without a power cut: {e}")),
         (false, Ok(())) if cut.at < total_ops => return Err("power was never cut".into()),
@@ -232,7 +250,7 @@ fn run_cut(scenario: &Scenario, cut: RailCut, total_ops: u64) -> Result<String, 
         }
         _ => {}
     }
-    check_reboot(&rail.durable(), scenario.confirmed)
+    check_reboot(scenario.backend, &rail.durable(), scenario.confirmed)
 }
 
 /// The full run's prefix granularity: `BASCULE_POWERCUT_PREFIX_STEP`, else 256.
@@ -244,10 +262,12 @@ fn prefix_step() -> u64 {
 }
 
 fn campaign(scenario: &Scenario, full: bool) -> Findings {
-    let rail = new_rail(&scenario.start);
-    (scenario.steps)(&rail).unwrap_or_else(|e| panic!("{}: clean run failed: {e}", scenario.name));
+    let backend = scenario.backend;
+    let rail = new_rail(backend, &scenario.start);
+    (scenario.steps)(&rail, backend)
+        .unwrap_or_else(|e| panic!("{}: clean run failed: {e}", scenario.name));
     let ops = rail.ops();
-    check_reboot(&rail.durable(), scenario.confirmed)
+    check_reboot(backend, &rail.durable(), scenario.confirmed)
         .unwrap_or_else(|e| panic!("{}: clean end state fails the checks: {e}", scenario.name));
     let plans = rail.plans(full, prefix_step(), SECTOR);
     let next = AtomicUsize::new(0);
@@ -268,9 +288,10 @@ fn campaign(scenario: &Scenario, full: bool) -> Findings {
                 match outcome {
                     Ok(ran) => *f.first_boots.entry(ran).or_default() += 1,
                     Err(why) => f.failures.push(format!(
-                        "{}: cut point #{i}: {}: {why}",
+                        "{}: {}: cut point #{i}: {}: {why}",
+                        backend.name(),
                         scenario.name,
-                        describe(&cut, &ops, &DEVICE_NAMES)
+                        describe(&cut, &ops, &backend.device_names())
                     )),
                 }
             });
@@ -284,7 +305,7 @@ fn campaign(scenario: &Scenario, full: bool) -> Findings {
         .map(|(k, n)| format!("{k} x{n}"))
         .collect();
     println!(
-        "{}: {} ops, {} cut points, {} bricks; first boot after the cut: {}",
+        "  {}: {} ops, {} cut points, {} bricks; first boot after the cut: {}",
         scenario.name,
         ops.len(),
         findings.cut_points,
@@ -295,42 +316,62 @@ fn campaign(scenario: &Scenario, full: bool) -> Findings {
 }
 
 /// The board at the end of a clean run of `steps` from `start`.
-fn end_state(start: &[Vec<u8>], steps: fn(&PowerRail) -> Result<(), String>) -> Vec<Vec<u8>> {
-    let rail = new_rail(start);
-    steps(&rail).expect("clean run");
+fn end_state(backend: EnvBackend, start: &[Vec<u8>], steps: Steps) -> Vec<Vec<u8>> {
+    let rail = new_rail(backend, start);
+    steps(&rail, backend).expect("clean run");
     rail.durable()
 }
 
-#[test]
-fn power_cut_campaign() {
-    let full = std::env::var("BASCULE_POWERCUT_FULL").is_ok_and(|v| v == "1");
-    let factory = factory_board();
-    let confirmed_v2 = end_state(&factory, update_and_confirm);
-    let scenarios = [
+/// Both scenarios on `backend`.
+fn scenarios(backend: EnvBackend) -> [Scenario; 2] {
+    let factory = factory_board(backend);
+    let confirmed_v2 = end_state(backend, &factory, update_and_confirm);
+    [
         Scenario {
             name: "scenario 1 (install v2 into B, boot, health pass, confirm)",
+            backend,
             start: factory,
             confirmed: (SlotName::A, "1.0.0"),
             steps: update_and_confirm,
         },
         Scenario {
             name: "scenario 2 (install v3 into A, boot, health fail x3, fall back to B, confirm B)",
+            backend,
             start: confirmed_v2,
             confirmed: (SlotName::B, "2.0.0"),
             steps: update_and_roll_back,
         },
-    ];
+    ]
+}
+
+#[test]
+fn power_cut_campaign() {
+    let full = std::env::var("BASCULE_POWERCUT_FULL").is_ok_and(|v| v == "1");
+    let started = std::time::Instant::now();
     let mut cut_points = 0;
     let mut failures = Vec::new();
-    for scenario in &scenarios {
-        let f = campaign(scenario, full);
-        cut_points += f.cut_points;
-        failures.extend(f.failures);
+    for backend in EnvBackend::ALL {
+        let backend_started = std::time::Instant::now();
+        println!("{}:", backend.name());
+        let (mut points, mut bricks) = (0, 0);
+        for scenario in &scenarios(backend) {
+            let f = campaign(scenario, full);
+            points += f.cut_points;
+            bricks += f.failures.len();
+            failures.extend(f.failures);
+        }
+        println!(
+            "{}: {points} cut points, {bricks} bricks ({:.1} s)",
+            backend.name(),
+            backend_started.elapsed().as_secs_f64()
+        );
+        cut_points += points;
     }
     println!(
-        "power-cut campaign ({}): {cut_points} cut points, {} bricks",
+        "power-cut campaign ({}): {cut_points} cut points, {} bricks ({:.1} s)",
         if full { "full" } else { "default" },
-        failures.len()
+        failures.len(),
+        started.elapsed().as_secs_f64()
     );
     for failure in failures.iter().take(MAX_PRINTED) {
         eprintln!("{failure}");
@@ -345,7 +386,7 @@ fn power_cut_campaign() {
 
 /// An installer that writes the target before marking it unbootable: the campaign
 /// must catch it (the stale "A is good" env boots a half-written A).
-fn unsafe_update(rail: &PowerRail) -> Result<(), String> {
+fn unsafe_update(rail: &PowerRail, backend: EnvBackend) -> Result<(), String> {
     let v3 = &fixture().releases[2];
     let mut slot = rail.device(SLOT_A);
     for (i, chunk) in v3.image.chunks(CHUNK as usize).enumerate() {
@@ -353,42 +394,79 @@ fn unsafe_update(rail: &PowerRail) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     slot.sync().map_err(|e| e.to_string())?;
-    let mut env = env_store(rail)?;
+    let mut env = env_store(rail, backend)?;
     let vars = env.load().map_err(|e| e.to_string())?;
     let image = InstalledImage {
         version: v3.version.into(),
         security_version: 1,
     };
-    let next = state::mark_pending(&RaucUboot, &vars, SlotName::A, &image, ATTEMPTS);
+    let next = state::mark_pending(backend.scheme(), &vars, SlotName::A, &image, ATTEMPTS);
     env.commit(&next).map_err(|e| e.to_string())
 }
 
 #[test]
 fn campaign_catches_an_installer_that_writes_before_marking_bad() {
-    // Start where A holds v1 and is still in the boot order behind B.
-    let start = end_state(&factory_board(), update_and_confirm);
-    let scenario = Scenario {
-        name: "unsafe installer",
-        start,
-        confirmed: (SlotName::B, "2.0.0"),
-        steps: unsafe_update,
-    };
-    let findings = campaign(&scenario, false);
-    assert!(
-        findings
-            .failures
-            .iter()
-            .any(|f| f.contains("boots slot A") && f.contains("does not hold that image")),
-        "the campaign missed a half-written bootable slot: {:?}",
-        findings.failures.first()
-    );
+    for backend in EnvBackend::ALL {
+        // Start where A holds v1 and is still in the boot order behind B.
+        let start = end_state(backend, &factory_board(backend), update_and_confirm);
+        let scenario = Scenario {
+            name: match backend {
+                EnvBackend::Uboot => "unsafe installer (uboot env)",
+                EnvBackend::Native => "unsafe installer (native env)",
+                EnvBackend::Gpt => "unsafe installer (gpt attributes)",
+            },
+            backend,
+            start,
+            confirmed: (SlotName::B, "2.0.0"),
+            steps: unsafe_update,
+        };
+        // RAUC's U-Boot scheme boots A once B's unconfirmed boots use up its counter.
+        // Under ChromeOS, B is successful and never loses its priority, so the chain
+        // never boots A: the check of every slot in the boot order after the cut must
+        // catch it instead.
+        let caught_by = match backend {
+            EnvBackend::Uboot | EnvBackend::Native => "boots slot A",
+            EnvBackend::Gpt => "after the cut (slot A is in the boot order)",
+        };
+        let findings = campaign(&scenario, false);
+        assert!(
+            findings
+                .failures
+                .iter()
+                .any(|f| f.contains(caught_by) && f.contains("does not hold that image")),
+            "{}: the campaign missed a half-written bootable slot: {:?}",
+            backend.name(),
+            findings.failures.first()
+        );
+    }
+}
+
+/// The GPT disk built with the hal's table code has two valid, equal tables, and its
+/// factory state reads as v1 good on A (successful, in the boot order), B not bootable.
+#[test]
+fn gpt_factory_disk_is_well_formed() {
+    let mut blank = MemBlock::from_bytes("gpt disk", blank_gpt_disk());
+    let t = read_tables(&mut blank, 512).expect("read tables");
+    let (p, b) = (t.primary.expect("primary"), t.backup.expect("backup"));
+    assert_eq!(p.entries(), b.entries());
+    assert_eq!((p.my_lba(), p.alternate_lba(), b.my_lba()), (1, 127, 127));
+    let backend = EnvBackend::Gpt;
+    let env_dev = MemBlock::from_bytes("gpt disk", backend.factory_env());
+    let vars = backend.open(env_dev).unwrap().load().unwrap();
+    let st = BootState::read(backend.scheme(), &vars).unwrap();
+    assert_eq!(st.view.order, vec![SlotName::A]);
+    assert_eq!(st.slot(SlotName::A).version.as_deref(), Some("1.0.0"));
+    assert_eq!(vars.get("GPT_A_SUCCESSFUL").map(String::as_str), Some("1"));
 }
 
 /// The rail numbers operations across devices and a cut on one loses the others'
 /// unsynced writes.
 #[test]
 fn rail_cut_spans_devices() {
-    let rail = new_rail(&[vec![0; 1024], vec![0; 1024], vec![0; 1024]]);
+    let rail = new_rail(
+        EnvBackend::Uboot,
+        &[vec![0; 1024], vec![0; 1024], vec![0; 1024]],
+    );
     rail.arm(RailCut {
         at: 3,
         tear: Tear::Prefix(2),

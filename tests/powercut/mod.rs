@@ -21,12 +21,12 @@ use bascule_hal::env::native::{NativeEnv, NativeLayout};
 use bascule_hal::env::uboot::{UbootEnv, UbootLayout};
 use bascule_hal::gpt::table::Table;
 use bascule_hal::gpt::{GptAttrEnv, GptAttrLayout, PartitionRef, BASCULE_ENV_PARTITION};
-use bascule_hal::{BlockDevice, EnvStore, EnvVars, HalError, MemBlock};
+use bascule_hal::{BlockDevice, EnvStore, HalError};
 use bascule_partitions::SlotName;
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
-pub use rail::{PowerRail, RailBlock};
+pub use rail::PowerRail;
 
 /// Size of each slot.
 pub const SLOT_SIZE: usize = 256 << 10;
@@ -221,9 +221,15 @@ impl EnvBackend {
     /// The store over the env device `dev`.
     pub fn open<D: BlockDevice + 'static>(self, dev: D) -> Result<Box<dyn EnvStore>, String> {
         let store: Box<dyn EnvStore> = match self {
-            EnvBackend::Uboot => Box::new(UbootEnv::new(dev, env_layout()).map_err(|e| e.to_string())?),
-            EnvBackend::Native => Box::new(NativeEnv::new(dev, native_layout()).map_err(|e| e.to_string())?),
-            EnvBackend::Gpt => Box::new(GptAttrEnv::new(dev, gpt_layout()).map_err(|e| e.to_string())?),
+            EnvBackend::Uboot => {
+                Box::new(UbootEnv::new(dev, env_layout()).map_err(|e| e.to_string())?)
+            }
+            EnvBackend::Native => {
+                Box::new(NativeEnv::new(dev, native_layout()).map_err(|e| e.to_string())?)
+            }
+            EnvBackend::Gpt => {
+                Box::new(GptAttrEnv::new(dev, gpt_layout()).map_err(|e| e.to_string())?)
+            }
         };
         Ok(store)
     }
