@@ -368,7 +368,9 @@ fn root_device_of_the_target_on_the_cmdline_is_refused() {
     let b_dev = fx.path("b.img").display().to_string();
     fx.set_cmdline(&format!("console=ttyS0 root={b_dev} bascule.slot=A\n"));
     let before = fx.snapshot();
-    let run = fx.install(&bundle, &[]).fails_with(&["root=", "slot rootfs.B"]);
+    let run = fx
+        .install(&bundle, &[])
+        .fails_with(&["root=", "slot rootfs.B"]);
     assert!(run.stderr.contains(&b_dev), "{}", run.stderr);
     fx.assert_untouched(&before);
     // root= naming the booted slot's device is consistent: the install goes ahead.
