@@ -103,6 +103,12 @@ fn writes_per_boot(dev: &Device, vars: &EnvVars) -> u32 {
 /// the environment was written.
 pub fn mark_good(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, bool), Error> {
     let slot = which.resolve(dev)?;
+    // Installs never write the booted slot; any other slot may be mid-write, and on
+    // schemes where mark-good makes a slot bootable (GRUB, GPT) that must not happen.
+    let _install = match dev.booted() {
+        Ok(booted) if booted == slot => None,
+        _ => Some(InstallLock::acquire(&dev.config.state_dir)?),
+    };
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let vars = dev.env.load()?;
     let boot_state = BootState::read(dev.scheme.as_ref(), &vars)?;

@@ -154,6 +154,34 @@ fn start_install_fed_half(
     (child, stdin, half)
 }
 
+/// The slot being written may not be marked good while the install runs (on GRUB and
+/// GPT schemes that would make a half-written slot bootable); the booted slot may.
+#[test]
+fn mark_good_of_the_slot_being_written_is_refused() {
+    let fx = common::booted_b_fixture(IMAGE_LEN, 40);
+    let bundle = fx.bundle(
+        &fx.image(IMAGE_LEN, 41),
+        &BundleOpts::default().version("3.0.0").chunk_size(16 << 10),
+    );
+    let bytes = std::fs::read(&bundle).unwrap();
+    let (child, mut stdin, half) = start_install_fed_half(&fx, &bytes, &[], SlotName::A);
+    fx.run(&["mark-good", "A"])
+        .fails_with(&["another install is running"]);
+    assert!(
+        !fx.boot_state().view.order.contains(&SlotName::A),
+        "A became bootable mid-write"
+    );
+    fx.run(&["mark-good", "booted"]).ok();
+    stdin.write_all(&bytes[half..]).expect("feed rest");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait install");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn install_killed_mid_payload_leaves_target_bad_and_no_stale_lock() {
     let fx = common::booted_b_fixture(IMAGE_LEN, 36);
