@@ -221,6 +221,7 @@ pub fn init_env(
     version: Option<&str>,
     force: bool,
 ) -> Result<(), Error> {
+    let _install = InstallLock::acquire(&dev.config.state_dir)?;
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let current = dev.env.load();
     if let Ok(vars) = &current {
