@@ -1,14 +1,18 @@
 //! The exhaustive power-cut campaign: a whole update cycle on a simulated board (slot A,
-//! slot B, a boot environment device, all on one power rail), cut at every operation.
-//! It runs for every block-device env backend ([`EnvBackend`]): a redundant U-Boot env
-//! and a native env (RAUC U-Boot scheme), and ChromeOS GPT attributes with a
-//! `bascule-env` partition (ChromeOS scheme).
+//! slot B, a boot environment, all on one power rail), cut at every operation.
+//! It runs for every env backend ([`EnvBackend`]): on a block device, a redundant
+//! U-Boot env and a native env (RAUC U-Boot scheme), and ChromeOS GPT attributes with
+//! a `bascule-env` partition (ChromeOS scheme); on a filesystem, a `grubenv` file
+//! replaced by rename (RAUC GRUB scheme), whose directory is a `MemFiles` on the rail.
 //!
 //! For each scenario the campaign runs it once cleanly and logs every `write_at` and
-//! `sync` of every device in one global order. Then, for each cut point, it runs the
-//! scenario again on a fresh board armed to lose power at that operation (optionally
-//! tearing it), keeps only the bytes that were durable, and reboots with the bootloader
-//! model (the backend scheme's `boot` over the env loaded from the rebuilt env device).
+//! `sync` of every device, and for GRUB every `write` (of `grubenv.new`), `sync_file`,
+//! `rename` (over `grubenv`) and `sync_dir` of the env directory, in one global order.
+//! Then, for each cut point, it runs the scenario again on a fresh board armed to lose
+//! power at that operation (optionally tearing it), keeps only what was durable (bytes,
+//! and the env directory's synced entries and content), and reboots with the
+//! bootloader model (the backend scheme's `boot` over the env loaded from the rebuilt
+//! env device or directory).
 //! It checks:
 //! - the env loads (never an error) and the scheme can read it;
 //! - the previously confirmed slot still holds its image, the env still names its
@@ -19,23 +23,31 @@
 //! - every slot the bootloader boots in that chain holds exactly the image of the
 //!   version the env records for it (SHA-256 over the image length);
 //! - a chain never ends with no bootable slot (a brick): with RAUC's U-Boot scheme a
-//!   second counter reset in a row, with ChromeOS the first boot that finds no
-//!   bootable slot (the firmware enters recovery and changes nothing);
-//! - every slot in the boot order right after the cut holds exactly the image of the
-//!   version the env records for it (a fallback the chain never takes, e.g. a ChromeOS
-//!   slot behind a successful one, could still boot it).
+//!   second counter reset in a row (likewise a second `<x>_TRY` reset with GRUB's), with
+//!   ChromeOS the first boot that finds no bootable slot (the firmware enters recovery
+//!   and changes nothing);
+//! - every slot in the boot order right after the cut (under GRUB: in `ORDER` with
+//!   `<x>_OK=1`, the only ones its reset can make bootable) holds exactly the image of
+//!   the version the env records for it (a fallback the chain never takes, e.g. a
+//!   ChromeOS slot behind a successful one, could still boot it).
 //!
 //! Scenario 1: from the factory state (v1 good on A), install v2 into B with the real
 //! engine, boot B, health passes, confirm B. Scenario 2: from scenario 1's end state,
-//! install v3 into A, boot A `ATTEMPTS` times with failing health, fall back to B,
-//! confirm B.
+//! install v3 into A, boot A as many times as the scheme tries a pending slot with
+//! failing health (`ATTEMPTS`; once under GRUB, see [`EnvBackend::pending_tries`]),
+//! fall back to B, confirm B.
 //!
-//! Default run (about 2 s in debug for all backends; the full run about 45 s): every operation, each cut (a) before it with
-//! nothing landing, and for writes (b) a torn prefix ending mid-sector and (c) the even
-//! 512-byte sectors landing; for syncs (c) over the dirty sectors.
+//! Default run (about 3-4 s in debug for all four backends; the full run 1-1.5 min):
+//! every operation, each cut (a) before it with nothing landing, and for device writes
+//! (b) a torn prefix ending mid-sector and (c) the even 512-byte sectors landing; for
+//! device syncs (c) over the dirty sectors. For GRUB's file operations (`MemFiles`'s
+//! rules: unsynced content and directory entries are lost): (a) for each, (b) for the
+//! write of `grubenv.new`, and for the rename the journal committing it before the
+//! directory sync.
 //!     cargo test --test power_cut -- --nocapture
 //! Full run: every operation with every tear `FaultyBlock::cut_plans` makes (prefixes
-//! every 256 bytes, each single sector landing or missing, even and odd sectors):
+//! every 256 bytes, each single sector landing or missing, even and odd sectors), and
+//! for `grubenv.new` writes prefixes every 256 bytes:
 //!     BASCULE_POWERCUT_FULL=1 cargo test --test power_cut -- --nocapture
 //! `BASCULE_POWERCUT_PREFIX_STEP=1` with it tears every write and sync at every byte
 //! (hundreds of thousands of cut points: use `--release`).
@@ -49,11 +61,14 @@ use std::sync::Mutex;
 
 use bascule::slot::{state, BootDecision, BootState, InstalledImage};
 use bascule_hal::block::Tear;
+use bascule_hal::env::EnvFiles;
+use bascule_hal::env::GrubCodec;
 use bascule_hal::gpt::table::read_tables;
-use bascule_hal::{BlockDevice, MemBlock};
+use bascule_hal::{BlockDevice, EnvStore, EnvVars, GrubEnv, HalError, MemBlock};
 use bascule_partitions::SlotName;
 
-use powercut::rail::{describe, RailCut};
+use powercut::rail::{describe, FileOp, Op, RailCut, RailFiles};
+use powercut::Image;
 use powercut::*;
 
 /// Prefix granularity of the full run's torn writes (half a sector: aligned and
@@ -66,10 +81,10 @@ const MAX_PRINTED: usize = 20;
 type Steps = fn(&PowerRail, EnvBackend) -> Result<(), String>;
 
 struct Scenario {
-    name: &'static str,
+    name: String,
     backend: EnvBackend,
-    /// Durable bytes of each device when the scenario starts.
-    start: Vec<Vec<u8>>,
+    /// Durable image of each rail member when the scenario starts.
+    start: Vec<Image>,
     /// The slot confirmed before the scenario, and its version.
     confirmed: (SlotName, &'static str),
     steps: Steps,
@@ -90,17 +105,21 @@ fn update_and_confirm(rail: &PowerRail, backend: EnvBackend) -> Result<(), Strin
 }
 
 /// Install v3 into A, its health fails on every try, fall back to B, confirm B.
+/// RAUC's GRUB scheme gives the pending slot one try (`RaucGrub::boot` saves
+/// `A_TRY=1` and nothing resets it but a confirm or a boot with no slot left), so
+/// there the second boot already falls back to B; the other schemes count down
+/// `ATTEMPTS`.
 fn update_and_roll_back(rail: &PowerRail, backend: EnvBackend) -> Result<(), String> {
     install(rail, backend, &fixture().releases[2], SlotName::B)?;
-    for _ in 0..ATTEMPTS {
+    for _ in 0..backend.pending_tries() {
         expect_boot(rail, backend, SlotName::A)?;
     }
     expect_boot(rail, backend, SlotName::B)?;
     confirm(rail, backend, SlotName::B)
 }
 
-fn new_rail(backend: EnvBackend, start: &[Vec<u8>]) -> PowerRail {
-    let named: Vec<(&str, Vec<u8>)> = backend
+fn new_rail(backend: EnvBackend, start: &[Image]) -> PowerRail {
+    let named: Vec<(&str, Image)> = backend
         .device_names()
         .iter()
         .copied()
@@ -113,7 +132,7 @@ fn new_rail(backend: EnvBackend, start: &[Vec<u8>]) -> PowerRail {
 fn check_booted(
     slot: SlotName,
     vars: &bascule_hal::EnvVars,
-    durable: &[Vec<u8>],
+    durable: &[Image],
 ) -> Result<String, String> {
     let version = vars.get(&version_var(slot)).ok_or_else(|| {
         format!("bootloader boots slot {slot} but the env records no version for it")
@@ -121,7 +140,7 @@ fn check_booted(
     let release = fixture().release(version).ok_or_else(|| {
         format!("bootloader boots slot {slot}, env says unknown version {version:?}")
     })?;
-    if !release.is_in(&durable[slot_device(slot)]) {
+    if !release.is_in(durable[slot_device(slot)].bytes()) {
         return Err(format!(
             "bootloader boots slot {slot}, env says {version}, but the slot does not hold that image (SHA-256 differs)"
         ));
@@ -133,13 +152,12 @@ fn check_booted(
 /// docs. Returns what the first boot ran ("B v2.0.0").
 fn check_reboot(
     backend: EnvBackend,
-    durable: &[Vec<u8>],
+    durable: &[Image],
     confirmed: (SlotName, &str),
 ) -> Result<String, String> {
     let scheme = backend.scheme();
-    let env_dev = MemBlock::from_bytes(backend.device_names()[ENV], durable[ENV].clone());
     let mut env = backend
-        .open(env_dev)
+        .open_image(&durable[ENV])
         .map_err(|e| format!("env does not open after the cut: {e}"))?;
     let mut vars = env
         .load()
@@ -148,7 +166,7 @@ fn check_reboot(
         .map_err(|e| format!("env loads but the scheme cannot read it: {e}"))?;
     let (cslot, cversion) = confirmed;
     let release = fixture().release(cversion).expect("confirmed release");
-    if !release.is_in(&durable[slot_device(cslot)]) {
+    if !release.is_in(durable[slot_device(cslot)].bytes()) {
         return Err(format!(
             "previously confirmed slot {cslot} no longer holds v{cversion}"
         ));
@@ -167,6 +185,9 @@ fn check_reboot(
     let mut resets_in_a_row = 0;
     // RAUC's U-Boot script resets every counter when no slot is left, then the board
     // resets and boots again: one such boot is allowed, a second in a row is a brick.
+    // RAUC's grub.cfg does the same with every `<x>_TRY` (`RaucGrub::boot`); as each
+    // slot has one try there, every other boot of an unconfirmed chain is such a
+    // reset, which is the scheme working as documented, not a brick.
     // The ChromeOS scheme documents that `boot` with no bootable slot enters recovery
     // and changes nothing, so the next power-on decides the same: there the first
     // such boot is already a brick.
@@ -203,8 +224,9 @@ fn check_reboot(
     // slot: once bascule confirmed the new slot (successful=1, after its health check
     // passed), it boots on every power-on and the previous slot is never tried again.
     // There the chain must settle on a successful slot: the previously confirmed one,
-    // or one confirmed during the scenario. RAUC's U-Boot scheme takes a try from
-    // every slot, so there the previously confirmed slot must boot within the chain.
+    // or one confirmed during the scenario. RAUC's U-Boot and GRUB schemes take a try
+    // from every slot (GRUB sets `TRY=1` on a confirmed slot too), so there the
+    // previously confirmed slot must boot within the chain.
     let settled_on_successful = backend == EnvBackend::Gpt
         && last_boot.is_some_and(|s| {
             vars.get(&format!("GPT_{s}_SUCCESSFUL")).map(String::as_str) == Some("1")
@@ -218,8 +240,10 @@ fn check_reboot(
     // them bootable again), whether or not this chain reached them: under ChromeOS a
     // successful slot never loses its priority, so the slot behind it only boots when
     // it fails to start, which this model never does.
+    // Under GRUB a slot stays in `ORDER` when it is marked bad, and only `<x>_OK=1`
+    // makes it bootable again (`EnvBackend::can_boot_later`).
     for slot in SlotName::ALL {
-        if after_cut.view.order.contains(&slot) {
+        if backend.can_boot_later(&vars_after_cut, &after_cut.view.order, slot) {
             check_booted(slot, &vars_after_cut, durable)
                 .map_err(|e| format!("after the cut (slot {slot} is in the boot order): {e}"))?;
         }
@@ -316,7 +340,7 @@ fn campaign(scenario: &Scenario, full: bool) -> Findings {
 }
 
 /// The board at the end of a clean run of `steps` from `start`.
-fn end_state(backend: EnvBackend, start: &[Vec<u8>], steps: Steps) -> Vec<Vec<u8>> {
+fn end_state(backend: EnvBackend, start: &[Image], steps: Steps) -> Vec<Image> {
     let rail = new_rail(backend, start);
     steps(&rail, backend).expect("clean run");
     rail.durable()
@@ -328,14 +352,17 @@ fn scenarios(backend: EnvBackend) -> [Scenario; 2] {
     let confirmed_v2 = end_state(backend, &factory, update_and_confirm);
     [
         Scenario {
-            name: "scenario 1 (install v2 into B, boot, health pass, confirm)",
+            name: "scenario 1 (install v2 into B, boot, health pass, confirm)".into(),
             backend,
             start: factory,
             confirmed: (SlotName::A, "1.0.0"),
             steps: update_and_confirm,
         },
         Scenario {
-            name: "scenario 2 (install v3 into A, boot, health fail x3, fall back to B, confirm B)",
+            name: format!(
+                "scenario 2 (install v3 into A, boot, health fail x{}, fall back to B, confirm B)",
+                backend.pending_tries()
+            ),
             backend,
             start: confirmed_v2,
             confirmed: (SlotName::B, "2.0.0"),
@@ -414,18 +441,21 @@ fn campaign_catches_an_installer_that_writes_before_marking_bad() {
                 EnvBackend::Uboot => "unsafe installer (uboot env)",
                 EnvBackend::Native => "unsafe installer (native env)",
                 EnvBackend::Gpt => "unsafe installer (gpt attributes)",
-            },
+                EnvBackend::Grub => "unsafe installer (grubenv file)",
+            }
+            .into(),
             backend,
             start,
             confirmed: (SlotName::B, "2.0.0"),
             steps: unsafe_update,
         };
-        // RAUC's U-Boot scheme boots A once B's unconfirmed boots use up its counter.
+        // RAUC's U-Boot scheme boots A once B's unconfirmed boots use up its counter,
+        // RAUC's GRUB scheme on the boot after B's one try.
         // Under ChromeOS, B is successful and never loses its priority, so the chain
         // never boots A: the check of every slot in the boot order after the cut must
         // catch it instead.
         let caught_by = match backend {
-            EnvBackend::Uboot | EnvBackend::Native => "boots slot A",
+            EnvBackend::Uboot | EnvBackend::Native | EnvBackend::Grub => "boots slot A",
             EnvBackend::Gpt => "after the cut (slot A is in the boot order)",
         };
         let findings = campaign(&scenario, false);
@@ -451,7 +481,7 @@ fn gpt_factory_disk_is_well_formed() {
     assert_eq!(p.entries(), b.entries());
     assert_eq!((p.my_lba(), p.alternate_lba(), b.my_lba()), (1, 127, 127));
     let backend = EnvBackend::Gpt;
-    let env_dev = MemBlock::from_bytes("gpt disk", backend.factory_env());
+    let env_dev = MemBlock::from_bytes("gpt disk", backend.factory_env().bytes().to_vec());
     let vars = backend.open(env_dev).unwrap().load().unwrap();
     let st = BootState::read(backend.scheme(), &vars).unwrap();
     assert_eq!(st.view.order, vec![SlotName::A]);
@@ -465,7 +495,11 @@ fn gpt_factory_disk_is_well_formed() {
 fn rail_cut_spans_devices() {
     let rail = new_rail(
         EnvBackend::Uboot,
-        &[vec![0; 1024], vec![0; 1024], vec![0; 1024]],
+        &[
+            Image::Block(vec![0; 1024]),
+            Image::Block(vec![0; 1024]),
+            Image::Block(vec![0; 1024]),
+        ],
     );
     rail.arm(RailCut {
         at: 3,
@@ -480,17 +514,149 @@ fn rail_cut_spans_devices() {
     let mut buf = [0; 1];
     assert!(a.read_at(0, &mut buf).is_err(), "every device loses power");
     let durable = rail.durable();
-    assert_eq!(&durable[SLOT_A][..8], &[1; 8]);
+    assert_eq!(&durable[SLOT_A].bytes()[..8], &[1; 8]);
     assert_eq!(
-        &durable[SLOT_B][..8],
+        &durable[SLOT_B].bytes()[..8],
         &[0; 8],
         "unsynced write on another device is lost"
     );
     assert_eq!(
-        &durable[ENV][..3],
+        &durable[ENV].bytes()[..3],
         &[3, 3, 0],
         "torn prefix of the cut write lands"
     );
     let plans = rail.plans(false, 0, 512);
     assert!(plans.iter().any(|c| c.at == 3 && c.tear == Tear::None));
+}
+
+/// GRUB's file operations are numbered on the same rail as the slots: a cut at any of
+/// them loses the slots' unsynced writes, and `grubenv` is the old block unless the
+/// rename reached the disk (its journal commit, or the directory sync).
+#[test]
+fn rail_cuts_grub_file_operations() {
+    let backend = EnvBackend::Grub;
+    let start = factory_board(backend);
+    // Op 0: slot B write (never synced); 1: write grubenv.new; 2: fsync it; 3: rename
+    // over grubenv; 4: fsync of the directory; 5: after the last.
+    let cases = [
+        (1, Tear::None, false),
+        (1, Tear::Prefix(700), false),
+        (2, Tear::None, false),
+        (3, Tear::None, false),
+        (3, Tear::Prefix(1), true),
+        (4, Tear::None, false),
+        (5, Tear::None, true),
+    ];
+    for (at, tear, lands) in cases {
+        let rail = new_rail(backend, &start);
+        rail.arm(RailCut { at, tear });
+        rail.device(SLOT_B).write_at(0, &[9; 8]).unwrap();
+        let mut env = env_store(&rail, backend).unwrap();
+        let mut vars = env.load().unwrap();
+        vars.insert("X".into(), "new".into());
+        let committed = env.commit(&vars);
+        assert_eq!(committed.is_err(), at < 5, "cut at {at} {tear:?}");
+        assert_eq!(rail.is_down(), at < 5, "cut at {at} {tear:?}");
+        let durable = rail.durable();
+        assert_ne!(
+            &durable[SLOT_B].bytes()[..8],
+            &[9; 8],
+            "unsynced slot write"
+        );
+        let after = backend.open_image(&durable[ENV]).unwrap().load().unwrap();
+        assert_eq!(
+            after.contains_key("X"),
+            lands,
+            "cut at {at} {tear:?}: {after:?}"
+        );
+    }
+    let rail = new_rail(backend, &start);
+    let mut env = env_store(&rail, backend).unwrap();
+    let vars = env.load().unwrap();
+    env.commit(&vars).unwrap();
+    let ops: Vec<Op> = rail.ops().into_iter().map(|o| o.op).collect();
+    let (tmp, grubenv) = (String::from("grubenv.new"), String::from("grubenv"));
+    assert_eq!(
+        ops,
+        [
+            Op::File(FileOp::Write {
+                name: tmp.clone(),
+                len: 1024
+            }),
+            Op::File(FileOp::SyncFile { name: tmp.clone() }),
+            Op::File(FileOp::Rename {
+                from: tmp,
+                to: grubenv
+            }),
+            Op::File(FileOp::SyncDir),
+        ]
+    );
+    let plans = rail.plans(false, 0, SECTOR);
+    assert!(plans.contains(&RailCut {
+        at: 0,
+        tear: Tear::Prefix(682)
+    }));
+    assert!(plans.contains(&RailCut {
+        at: 2,
+        tear: Tear::Prefix(1)
+    }));
+    assert_eq!(plans.len(), 4 + 2 + 1);
+    assert_eq!(rail.plans(true, 256, SECTOR).len(), 4 + 3 + 1 + 1);
+}
+
+/// A GRUB env store that renames `grubenv.new` over `grubenv` before fsyncing it.
+struct RenameBeforeFsync(RailFiles);
+
+impl EnvStore for RenameBeforeFsync {
+    fn load(&mut self) -> Result<EnvVars, HalError> {
+        GrubEnv::new(self.0.clone()).load()
+    }
+
+    fn commit(&mut self, vars: &EnvVars) -> Result<(), HalError> {
+        let block = GrubCodec::default()
+            .encode(vars)
+            .map_err(|e| e.into_hal("grubenv"))?;
+        self.0.write("grubenv.new", &block)?;
+        self.0.rename("grubenv.new", "grubenv")?;
+        self.0.sync_file("grubenv")?;
+        self.0.sync_dir()
+    }
+
+    fn describe(&self) -> String {
+        "grubenv, renamed before fsync".into()
+    }
+}
+
+/// Commits one change of a variable through [`RenameBeforeFsync`].
+fn commit_renaming_before_fsync(rail: &PowerRail, _backend: EnvBackend) -> Result<(), String> {
+    let mut env = RenameBeforeFsync(rail.files(ENV));
+    let mut vars = env.load().map_err(|e| e.to_string())?;
+    vars.insert("X".into(), "1".into());
+    env.commit(&vars).map_err(|e| e.to_string())
+}
+
+/// The campaign applies `MemFiles`'s loss rules to the GRUB directory on the rail: a
+/// store that renames before fsync leaves an empty `grubenv` when the journal commits
+/// the rename and the content never reached the disk.
+#[test]
+fn campaign_catches_a_grubenv_renamed_before_fsync() {
+    let backend = EnvBackend::Grub;
+    let start = end_state(backend, &factory_board(backend), update_and_confirm);
+    let scenario = Scenario {
+        name: "grubenv renamed before fsync".into(),
+        backend,
+        start,
+        confirmed: (SlotName::B, "2.0.0"),
+        steps: commit_renaming_before_fsync,
+    };
+    let findings = campaign(&scenario, false);
+    assert!(
+        findings
+            .failures
+            .iter()
+            .any(|f| f.contains("rename grubenv.new over grubenv")
+                && f.contains("env does not load after the cut")),
+        "the campaign missed an empty grubenv: {:?}",
+        findings.failures
+    );
 }

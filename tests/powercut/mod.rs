@@ -1,9 +1,10 @@
 //! The simulated board of the power-cut campaign: slot A, slot B and a boot
 //! environment device on one [`PowerRail`], three signed releases, and the steps of an
 //! update cycle (install, bootloader boot, confirm) run through the real engine and
-//! stores. The environment is one of the block-device [`EnvBackend`]s: a redundant
-//! U-Boot env or a native env (both with the RAUC U-Boot scheme), or GPT attributes
-//! with a `bascule-env` partition (ChromeOS scheme).
+//! stores. The environment is one of the [`EnvBackend`]s: a block device holding a
+//! redundant U-Boot env or a native env (both with the RAUC U-Boot scheme), or GPT
+//! attributes with a `bascule-env` partition (ChromeOS scheme); or a directory
+//! holding a `grubenv` file (RAUC GRUB scheme), modelled by `MemFiles` on the rail.
 //!
 //! Everything is in memory except the bundles, which `create_bundle` can only write to
 //! a file: they are built once in a temporary directory and kept as bytes.
@@ -15,18 +16,19 @@ use std::sync::OnceLock;
 use bascule::bundle::{create_bundle, BundleReader, Compression, CreateOptions, Keyring};
 use bascule::install::{self, InstallOptions, InstallTarget, NoProgress, SlotDevices};
 use bascule::slot::chromeos::ChromeosGpt;
-use bascule::slot::{state, BootDecision, BootScheme, InstalledImage, RaucUboot};
+use bascule::slot::{state, BootDecision, BootScheme, InstalledImage, RaucGrub, RaucUboot};
 use bascule_hal::env::codec::crc32;
 use bascule_hal::env::native::{NativeEnv, NativeLayout};
 use bascule_hal::env::uboot::{UbootEnv, UbootLayout};
+use bascule_hal::env::{EnvFiles, GrubEnv, MemFiles};
 use bascule_hal::gpt::table::Table;
 use bascule_hal::gpt::{GptAttrEnv, GptAttrLayout, PartitionRef, BASCULE_ENV_PARTITION};
-use bascule_hal::{BlockDevice, EnvStore, HalError};
+use bascule_hal::{BlockDevice, EnvStore, HalError, MemBlock};
 use bascule_partitions::SlotName;
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
-pub use rail::PowerRail;
+pub use rail::{Image, PowerRail};
 
 /// Size of each slot.
 pub const SLOT_SIZE: usize = 256 << 10;
@@ -40,6 +42,8 @@ pub const COMPATIBLE: &str = "bascule-powercut-board";
 /// Device indices on the rail.
 pub const SLOT_A: usize = 0;
 pub const SLOT_B: usize = 1;
+/// The boot environment: a block device, or for [`EnvBackend::Grub`] the directory
+/// holding `grubenv` (GRUB's `/boot/grub`).
 pub const ENV: usize = 2;
 
 /// The rail index of a slot.
@@ -161,7 +165,7 @@ pub fn gpt_layout() -> GptAttrLayout {
     }
 }
 
-/// A block-device boot environment backend of the board, with its boot scheme.
+/// A boot environment backend of the board, with its boot scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnvBackend {
     /// Redundant U-Boot env ([`env_layout`]), RAUC's U-Boot scheme.
@@ -171,10 +175,18 @@ pub enum EnvBackend {
     /// ChromeOS GPT attributes with a `bascule-env` partition ([`blank_gpt_disk`]),
     /// the ChromeOS scheme.
     Gpt,
+    /// A `grubenv` file replaced by rename ([`GrubEnv`] over the rail's `MemFiles`
+    /// directory), RAUC's GRUB scheme.
+    Grub,
 }
 
 impl EnvBackend {
-    pub const ALL: [EnvBackend; 3] = [EnvBackend::Uboot, EnvBackend::Native, EnvBackend::Gpt];
+    pub const ALL: [EnvBackend; 4] = [
+        EnvBackend::Uboot,
+        EnvBackend::Native,
+        EnvBackend::Gpt,
+        EnvBackend::Grub,
+    ];
 
     /// The backend and its scheme, for messages.
     pub fn name(self) -> &'static str {
@@ -182,6 +194,7 @@ impl EnvBackend {
             EnvBackend::Uboot => "uboot env (rauc-uboot)",
             EnvBackend::Native => "native env (rauc-uboot)",
             EnvBackend::Gpt => "gpt attributes + bascule-env (chromeos-gpt)",
+            EnvBackend::Grub => "grubenv file (rauc-grub)",
         }
     }
 
@@ -191,6 +204,7 @@ impl EnvBackend {
             EnvBackend::Uboot => "uboot env",
             EnvBackend::Native => "native env",
             EnvBackend::Gpt => "gpt disk",
+            EnvBackend::Grub => "grub dir",
         };
         ["slot A", "slot B", env]
     }
@@ -200,25 +214,89 @@ impl EnvBackend {
         match self {
             EnvBackend::Uboot | EnvBackend::Native => &RaucUboot,
             EnvBackend::Gpt => &ChromeosGpt,
+            EnvBackend::Grub => &RaucGrub,
+        }
+    }
+
+    /// How many boots a freshly installed (pending) slot gets before the bootloader
+    /// falls back. RAUC's U-Boot scheme and ChromeOS count down `attempts`; RAUC's
+    /// GRUB scheme has no counter, only `<x>_TRY`: `RaucGrub::boot` boots a slot with
+    /// `OK=1, TRY=0` after saving `TRY=1`, so an unconfirmed slot gets exactly one try
+    /// whatever `attempts` says.
+    pub fn pending_tries(self) -> u8 {
+        match self {
+            EnvBackend::Uboot | EnvBackend::Native | EnvBackend::Gpt => ATTEMPTS,
+            EnvBackend::Grub => 1,
         }
     }
 
     /// Whether [`BootDecision::NoSlotResetCounters`] changes the environment so that
-    /// the next boot can succeed. RAUC's U-Boot script resets every counter; the
-    /// ChromeOS firmware enters recovery mode and changes nothing (`ChromeosGpt::boot`).
+    /// the next boot can succeed. RAUC's U-Boot script resets every counter, RAUC's
+    /// grub.cfg every `<x>_TRY` (`RaucGrub::boot`); the ChromeOS firmware enters
+    /// recovery mode and changes nothing (`ChromeosGpt::boot`).
     pub fn no_slot_resets_counters(self) -> bool {
         !matches!(self, EnvBackend::Gpt)
     }
 
-    /// The env device before anything was provisioned.
-    fn blank_device(self) -> Vec<u8> {
+    /// Whether `slot`, in the boot order `order` read from `vars` right after a cut,
+    /// can still be booted by the bootloader alone, with no further write by bascule.
+    /// RAUC's U-Boot script gives every slot in `BOOT_ORDER` its tries back when none
+    /// is left, and a ChromeOS slot in the order boots once the one before it fails:
+    /// there every slot in the order can. RAUC's GRUB scheme keeps both slots in
+    /// `ORDER` and marks a slot unbootable with `<x>_OK=0` (`RaucGrub::set_bad`); its
+    /// reset clears only `<x>_TRY` (`RaucGrub::boot`), so a slot with `OK=0` never
+    /// boots until bascule sets it primary or good again.
+    pub fn can_boot_later(
+        self,
+        vars: &bascule_hal::EnvVars,
+        order: &[SlotName],
+        slot: SlotName,
+    ) -> bool {
+        order.contains(&slot)
+            && match self {
+                EnvBackend::Uboot | EnvBackend::Native | EnvBackend::Gpt => true,
+                EnvBackend::Grub => vars.get(&format!("{slot}_OK")).map(|v| v.trim()) == Some("1"),
+            }
+    }
+
+    /// The env device (or directory, empty) before anything was provisioned.
+    fn blank_device(self) -> Image {
         match self {
-            EnvBackend::Uboot | EnvBackend::Native => vec![0; 2 * ENV_COPY],
-            EnvBackend::Gpt => blank_gpt_disk(),
+            EnvBackend::Uboot | EnvBackend::Native => Image::Block(vec![0; 2 * ENV_COPY]),
+            EnvBackend::Gpt => Image::Block(blank_gpt_disk()),
+            EnvBackend::Grub => Image::Files(MemFiles::new()),
         }
     }
 
-    /// The store over the env device `dev`.
+    /// The store over the env files `files` (GRUB only).
+    fn open_files<F: EnvFiles + 'static>(self, files: F) -> Result<Box<dyn EnvStore>, String> {
+        match self {
+            EnvBackend::Grub => Ok(Box::new(GrubEnv::new(files))),
+            _ => Err(format!("{} is not a file-based env", self.name())),
+        }
+    }
+
+    /// The store over member `index` of `rail`.
+    pub fn open_on(self, rail: &PowerRail, index: usize) -> Result<Box<dyn EnvStore>, String> {
+        match self {
+            EnvBackend::Grub => self.open_files(rail.files(index)),
+            _ => self.open(rail.device(index)),
+        }
+    }
+
+    /// The store over a rebooted board's env `image`: its durable bytes on a plain
+    /// device, or its durable directory (a `MemFiles` after the cut, not armed).
+    pub fn open_image(self, image: &Image) -> Result<Box<dyn EnvStore>, String> {
+        match image {
+            Image::Block(bytes) => self.open(MemBlock::from_bytes(
+                self.device_names()[ENV],
+                bytes.clone(),
+            )),
+            Image::Files(files) => self.open_files(files.clone()),
+        }
+    }
+
+    /// The store over the env device `dev` (block-device backends only).
     pub fn open<D: BlockDevice + 'static>(self, dev: D) -> Result<Box<dyn EnvStore>, String> {
         let store: Box<dyn EnvStore> = match self {
             EnvBackend::Uboot => {
@@ -230,16 +308,18 @@ impl EnvBackend {
             EnvBackend::Gpt => {
                 Box::new(GptAttrEnv::new(dev, gpt_layout()).map_err(|e| e.to_string())?)
             }
+            EnvBackend::Grub => return Err(format!("{} is not on a block device", self.name())),
         };
         Ok(store)
     }
 
     /// The factory env device: [`state::factory_state`] (what `bascule init-env`
     /// provisions) with v1 good on A and B unbootable, committed over the blank device
-    /// (whose variables it keeps, such as a GPT's boot bits, when it has any).
-    pub fn factory_env(self) -> Vec<u8> {
+    /// (whose variables it keeps, such as a GPT's boot bits, when it has any). For
+    /// GRUB, a directory holding only a durable `grubenv`.
+    pub fn factory_env(self) -> Image {
         let rail = PowerRail::new(&[("env", self.blank_device())]);
-        let mut env = self.open(rail.device(0)).expect("open the blank env");
+        let mut env = self.open_on(&rail, 0).expect("open the blank env");
         let blank = env.load().unwrap_or_default();
         let v1 = InstalledImage {
             version: "1.0.0".into(),
@@ -358,13 +438,13 @@ pub fn fixture() -> &'static Fixture {
 }
 
 /// The factory state: v1 raw-copied into A, garbage in B, and an env where A is good
-/// and B is not bootable ([`EnvBackend::factory_env`]). Durable bytes per device.
-pub fn factory_board(backend: EnvBackend) -> Vec<Vec<u8>> {
+/// and B is not bootable ([`EnvBackend::factory_env`]). Durable image per member.
+pub fn factory_board(backend: EnvBackend) -> Vec<Image> {
     let fx = fixture();
     let mut a = image_bytes(SLOT_SIZE, 7);
     a[..fx.releases[0].image.len()].copy_from_slice(&fx.releases[0].image);
     let b = image_bytes(SLOT_SIZE, 8);
-    vec![a, b, backend.factory_env()]
+    vec![Image::Block(a), Image::Block(b), backend.factory_env()]
 }
 
 /// The slots of the board, as the install engine sees them.
@@ -398,7 +478,7 @@ impl SlotDevices for RailSlots {
 
 /// The env store of the board.
 pub fn env_store(rail: &PowerRail, backend: EnvBackend) -> Result<Box<dyn EnvStore>, String> {
-    backend.open(rail.device(ENV))
+    backend.open_on(rail, ENV)
 }
 
 /// Installs `release` with the real engine while `booted` runs.
@@ -427,8 +507,12 @@ pub fn install(
         .map_err(|e| format!("install {}: {e}", release.version))
 }
 
-/// A power-on: the bootloader decides and saves its env (`saveenv`, or the vboot
-/// firmware's GPT update).
+/// A power-on: the bootloader decides and saves its env (`saveenv`, the vboot
+/// firmware's GPT update, or for GRUB a `grub-editenv`-style rename: see below).
+///
+/// GRUB's own `save_env` rewrites `grubenv` in place through a blocklist, which the
+/// rename model does not capture (documented as the limit in hal/src/env/grub.rs);
+/// the bootloader's save here goes through `GrubEnv::commit` like bascule's own.
 pub fn boot(rail: &PowerRail, backend: EnvBackend) -> Result<BootDecision, String> {
     let mut env = env_store(rail, backend)?;
     let mut vars = env

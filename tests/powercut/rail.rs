@@ -1,19 +1,26 @@
-//! A power rail shared by several fault-injecting block devices.
+//! A power rail shared by several fault-injecting block devices and file directories.
 //!
-//! [`FaultyBlock`] counts and cuts the operations of one device. A board has several
-//! (slot A, slot B, the boot environment) on one power supply, so a cut must be
-//! numbered across all of them and must stop every device at once. [`PowerRail`]
-//! owns the devices, numbers every `write_at`/`sync` on any of them in one global
-//! sequence, and, when the armed global index comes up, arms the device that makes
-//! that operation at its own next local index, so the tear semantics stay
-//! `FaultyBlock`'s. After the cut every handle fails with [`HalError::PowerCut`]
-//! (reads included) and [`PowerRail::durable`] gives what survives: durable bytes only.
+//! [`FaultyBlock`] counts and cuts the operations of one device, [`MemFiles`] those of
+//! one directory (a GRUB env's filesystem). A board has several (slot A, slot B, the
+//! boot environment) on one power supply, so a cut must be numbered across all of
+//! them and must stop every one at once. [`PowerRail`] owns them, numbers every
+//! `write_at`/`sync` of a device and every `write`/`sync_file`/`rename`/`sync_dir` of
+//! a directory in one global sequence, and, when the armed global index comes up,
+//! arms the device or directory that makes that operation at its own next local
+//! index, so the tear and loss semantics stay `FaultyBlock`'s and `MemFiles`'s (the
+//! rail only adds the numbering and the shared power). After the cut every handle
+//! fails with [`HalError::PowerCut`] (reads included) and [`PowerRail::durable`] gives
+//! what survives: durable bytes, and the directory as [`MemFiles::after_cut`] rebuilds
+//! it (synced entries with their synced content), whichever member lost power.
 //!
-//! Invariant: the global log is the interleaving of the devices' own logs, so a
-//! `(device, local index)` pair maps to exactly one global index and back.
+//! Invariant: the global log is the interleaving of the members' own logs, so a
+//! `(member, local index)` pair maps to exactly one global index and back. A file
+//! operation that `MemFiles` refuses before counting it (renaming a missing file) is
+//! not logged either.
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bascule_hal::block::{cut_plans, BlockOp, Tear};
+use bascule_hal::env::{EnvFiles, MemFiles};
 use bascule_hal::{BlockDevice, CutPlan, FaultyBlock, HalError};
 
 /// One cut of a whole board: the global operation index and how much of it lands.
@@ -23,15 +30,60 @@ pub struct RailCut {
     pub tear: Tear,
 }
 
+/// One mutating operation of a [`MemFiles`] directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    /// `write(name, bytes)` with `bytes.len() == len` (create or truncate, then write).
+    Write { name: String, len: u64 },
+    /// `sync_file(name)`.
+    SyncFile { name: String },
+    /// `rename(from, to)`.
+    Rename { from: String, to: String },
+    /// `sync_dir()`.
+    SyncDir,
+}
+
+/// What one operation of the global order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Block(BlockOp),
+    File(FileOp),
+}
+
 /// One operation in the board's global order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RailOp {
     pub device: usize,
-    pub op: BlockOp,
+    pub op: Op,
+}
+
+/// What a member of the rail holds when the board starts, and what survives a cut.
+#[derive(Debug, Clone)]
+pub enum Image {
+    /// A block device's bytes.
+    Block(Vec<u8>),
+    /// A directory (only durable entries and content: [`MemFiles::insert`]).
+    Files(MemFiles),
+}
+
+impl Image {
+    /// A block device's bytes; panics for a directory (a bug in the campaign).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Image::Block(bytes) => bytes,
+            Image::Files(_) => panic!("a directory on the rail has no block bytes"),
+        }
+    }
+}
+
+/// A member of the rail: a block device or a directory of files.
+enum Member {
+    Block(FaultyBlock),
+    Files(MemFiles),
 }
 
 struct Board {
-    devices: Vec<FaultyBlock>,
+    devices: Vec<Member>,
     log: Vec<RailOp>,
     armed: Option<RailCut>,
     down: bool,
@@ -44,11 +96,14 @@ pub struct PowerRail {
 }
 
 impl PowerRail {
-    /// A board whose device `i` starts with `images[i]` (live = durable), not armed.
-    pub fn new(images: &[(&str, Vec<u8>)]) -> PowerRail {
+    /// A board whose member `i` starts with `images[i]` (live = durable), not armed.
+    pub fn new(images: &[(&str, Image)]) -> PowerRail {
         let devices = images
             .iter()
-            .map(|(name, bytes)| FaultyBlock::new(name, bytes.clone()))
+            .map(|(name, image)| match image {
+                Image::Block(bytes) => Member::Block(FaultyBlock::new(name, bytes.clone())),
+                Image::Files(files) => Member::Files(files.after_cut()),
+            })
             .collect();
         let board = Board {
             devices,
@@ -81,6 +136,14 @@ impl PowerRail {
         }
     }
 
+    /// A file-operations handle on directory `index`.
+    pub fn files(&self, index: usize) -> RailFiles {
+        RailFiles {
+            rail: self.clone(),
+            index,
+        }
+    }
+
     /// Whether power was cut.
     pub fn is_down(&self) -> bool {
         self.lock().down
@@ -91,19 +154,24 @@ impl PowerRail {
         self.lock().log.clone()
     }
 
-    /// What each device holds after a power loss now: its durable bytes.
-    pub fn durable(&self) -> Vec<Vec<u8>> {
+    /// What each member holds after a power loss now: a device's durable bytes, a
+    /// directory's durable entries with their durable content.
+    pub fn durable(&self) -> Vec<Image> {
         self.lock()
             .devices
             .iter()
-            .map(|d| d.durable().to_vec())
+            .map(|d| match d {
+                Member::Block(dev) => Image::Block(dev.durable().to_vec()),
+                Member::Files(files) => Image::Files(files.after_cut()),
+            })
             .collect()
     }
 
-    /// Every device's cut plans (see [`cut_plans`]) over the run logged so far, mapped
-    /// to global indices and sorted, plus the cut after the last operation.
-    /// `full == false` keeps, per operation, the plain cut, one torn prefix that ends
-    /// mid-sector and one sector tear (even sectors land).
+    /// Every member's cut plans over the run logged so far, mapped to global indices
+    /// and sorted, plus the cut after the last operation. A device's are
+    /// [`cut_plans`]; `full == false` keeps, per operation, the plain cut, one torn
+    /// prefix that ends mid-sector and one sector tear (even sectors land). A
+    /// directory's are [`file_plans`].
     pub fn plans(&self, full: bool, prefix_step: u64, sector: u32) -> Vec<RailCut> {
         let board = self.lock();
         let mut out = Vec::new();
@@ -111,10 +179,19 @@ impl PowerRail {
             let globals: Vec<u64> = (0..board.log.len() as u64)
                 .filter(|&g| board.log[g as usize].device == dev_index)
                 .collect();
-            let local_plans = if full {
-                cut_plans(dev.ops(), prefix_step, sector)
-            } else {
-                sampled_plans(dev.ops(), sector)
+            let local_plans = match dev {
+                Member::Block(dev) if full => cut_plans(dev.ops(), prefix_step, sector),
+                Member::Block(dev) => sampled_plans(dev.ops(), sector),
+                Member::Files(_) => {
+                    let ops: Vec<&FileOp> = globals
+                        .iter()
+                        .map(|&g| match &board.log[g as usize].op {
+                            Op::File(op) => op,
+                            Op::Block(_) => unreachable!("a block operation on a directory"),
+                        })
+                        .collect();
+                    file_plans(&ops, full, prefix_step, sector)
+                }
             };
             for CutPlan { at, tear } in local_plans {
                 if let Some(&global) = globals.get(at as usize) {
@@ -166,6 +243,36 @@ fn sampled_plans(ops: &[BlockOp], sector: u32) -> Vec<CutPlan> {
     plans
 }
 
+/// A directory's cut plans, in `MemFiles`'s terms (hal/src/env/files.rs), per
+/// operation: the plain cut (nothing of it lands; unsynced content and entries are
+/// lost); for a `write`, torn prefixes that land in the file's durable content (the
+/// default run one that ends mid-sector, the full run every `prefix_step` bytes); for
+/// a `rename`, the journal committing it before the directory sync. A cut `sync_file`
+/// or `sync_dir` lands nothing in `MemFiles`, so it has no other variant.
+fn file_plans(ops: &[&FileOp], full: bool, prefix_step: u64, sector: u32) -> Vec<CutPlan> {
+    let mut plans = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let at = i as u64;
+        plans.push(CutPlan::before(at));
+        match op {
+            FileOp::Write { len, .. } if full => {
+                let step = prefix_step.max(1);
+                let mut n = step;
+                while n < *len {
+                    plans.push(CutPlan::torn_prefix(at, n));
+                    n += step;
+                }
+            }
+            FileOp::Write { len, .. } if *len > 1 => {
+                plans.push(CutPlan::torn_prefix(at, len / 2 + u64::from(sector) / 3));
+            }
+            FileOp::Rename { .. } => plans.push(CutPlan::torn_prefix(at, 1)),
+            _ => {}
+        }
+    }
+    plans
+}
+
 /// A handle on one device of a [`PowerRail`]: every operation goes through the rail.
 #[derive(Clone)]
 pub struct RailBlock {
@@ -188,10 +295,10 @@ impl RailBlock {
         let global = board.log.len() as u64;
         board.log.push(RailOp {
             device: self.index,
-            op,
+            op: Op::Block(op),
         });
         let armed = board.armed.filter(|cut| cut.at == global);
-        let dev = &mut board.devices[self.index];
+        let dev = board.devices[self.index].block();
         if let Some(cut) = armed {
             dev.arm(CutPlan {
                 at: dev.ops_count(),
@@ -206,9 +313,25 @@ impl RailBlock {
     }
 }
 
+impl Member {
+    fn block(&mut self) -> &mut FaultyBlock {
+        match self {
+            Member::Block(dev) => dev,
+            Member::Files(_) => panic!("block operation on a directory of the rail"),
+        }
+    }
+
+    fn files(&mut self) -> &mut MemFiles {
+        match self {
+            Member::Files(files) => files,
+            Member::Block(_) => panic!("file operation on a block device of the rail"),
+        }
+    }
+}
+
 impl BlockDevice for RailBlock {
     fn len(&self) -> u64 {
-        self.rail.lock().devices[self.index].len()
+        self.rail.lock().devices[self.index].block().len()
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), HalError> {
@@ -216,7 +339,7 @@ impl BlockDevice for RailBlock {
         if board.down {
             return Err(HalError::PowerCut);
         }
-        board.devices[self.index].read_at(offset, buf)
+        board.devices[self.index].block().read_at(offset, buf)
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), HalError> {
@@ -232,7 +355,99 @@ impl BlockDevice for RailBlock {
     }
 
     fn name(&self) -> String {
-        self.rail.lock().devices[self.index].name()
+        self.rail.lock().devices[self.index].block().name()
+    }
+}
+
+/// A handle on one directory of a [`PowerRail`]: the [`EnvFiles`] a `GrubEnv` runs
+/// over. Every operation goes through the rail, then through the directory's own
+/// [`MemFiles`], which keeps every semantic of a cut.
+#[derive(Clone)]
+pub struct RailFiles {
+    rail: PowerRail,
+    index: usize,
+}
+
+impl RailFiles {
+    /// Runs one mutating file operation: when it is the armed cut, arms the
+    /// directory at its own next operation; logs it if `MemFiles` counted it, and
+    /// takes the whole board down if that counted operation was the cut.
+    fn mutate(
+        &mut self,
+        op: FileOp,
+        run: impl FnOnce(&mut MemFiles) -> Result<(), HalError>,
+    ) -> Result<(), HalError> {
+        let mut board = self.rail.lock();
+        if board.down {
+            return Err(HalError::PowerCut);
+        }
+        let global = board.log.len() as u64;
+        let armed = board.armed.filter(|cut| cut.at == global);
+        let files = board.devices[self.index].files();
+        let before = files.ops_count();
+        if let Some(cut) = armed {
+            files.arm(CutPlan {
+                at: before,
+                tear: cut.tear,
+            });
+        }
+        let result = run(files);
+        let counted = files.ops_count() > before;
+        if armed.is_some() && !counted {
+            // Refused before it counted (`MemFiles::inode_of`): not an operation, so
+            // the cut stays armed for the next global operation, wherever it is.
+            files.arm(CutPlan::before(u64::MAX));
+        }
+        if counted {
+            board.log.push(RailOp {
+                device: self.index,
+                op: Op::File(op),
+            });
+            if armed.is_some() {
+                // MemFiles cuts at an armed index it reaches (it has no `is_cut`).
+                board.down = true;
+            }
+        }
+        result
+    }
+}
+
+impl EnvFiles for RailFiles {
+    fn read(&mut self, name: &str, max_len: usize) -> Result<Option<Vec<u8>>, HalError> {
+        let mut board = self.rail.lock();
+        if board.down {
+            return Err(HalError::PowerCut);
+        }
+        board.devices[self.index].files().read(name, max_len)
+    }
+
+    fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), HalError> {
+        let op = FileOp::Write {
+            name: name.into(),
+            len: bytes.len() as u64,
+        };
+        self.mutate(op, |files| files.write(name, bytes))
+    }
+
+    fn sync_file(&mut self, name: &str) -> Result<(), HalError> {
+        let op = FileOp::SyncFile { name: name.into() };
+        self.mutate(op, |files| files.sync_file(name))
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), HalError> {
+        let op = FileOp::Rename {
+            from: from.into(),
+            to: to.into(),
+        };
+        self.mutate(op, |files| files.rename(from, to))
+    }
+
+    fn sync_dir(&mut self) -> Result<(), HalError> {
+        self.mutate(FileOp::SyncDir, MemFiles::sync_dir)
+    }
+
+    fn path_of(&self, name: &str) -> String {
+        self.rail.lock().devices[self.index].files().path_of(name)
     }
 }
 
@@ -240,19 +455,36 @@ impl BlockDevice for RailBlock {
 pub fn describe(cut: &RailCut, ops: &[RailOp], names: &[&str]) -> String {
     let what = match ops.get(cut.at as usize) {
         None => "after the last operation".to_string(),
-        Some(RailOp {
-            device,
-            op: BlockOp::Write { offset, len },
-        }) => {
-            format!("{} write @{offset:#x}+{len}", names[*device])
+        Some(RailOp { device, op }) => {
+            let name = names[*device];
+            match op {
+                Op::Block(BlockOp::Write { offset, len }) => {
+                    format!("{name} write @{offset:#x}+{len}")
+                }
+                Op::Block(BlockOp::Sync) => format!("{name} sync"),
+                Op::File(FileOp::Write { name: file, len }) => {
+                    format!("{name}: write {file} ({len} bytes)")
+                }
+                Op::File(FileOp::SyncFile { name: file }) => format!("{name}: fsync {file}"),
+                Op::File(FileOp::Rename { from, to }) => {
+                    format!("{name}: rename {from} over {to}")
+                }
+                Op::File(FileOp::SyncDir) => format!("{name}: fsync of the directory"),
+            }
         }
-        Some(RailOp {
-            device,
-            op: BlockOp::Sync,
-        }) => format!("{} sync", names[*device]),
     };
+    let is_rename = matches!(
+        ops.get(cut.at as usize),
+        Some(RailOp {
+            op: Op::File(FileOp::Rename { .. }),
+            ..
+        })
+    );
     let tear = match cut.tear {
         Tear::None => "nothing of it lands".to_string(),
+        Tear::Prefix(n) if n > 0 && is_rename => {
+            "the journal committed the rename, the directory was not synced".to_string()
+        }
         Tear::Prefix(n) => format!("torn: first {n} bytes land"),
         Tear::Sectors {
             sector_size,
