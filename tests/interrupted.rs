@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -182,6 +183,27 @@ fn mark_good_of_the_slot_being_written_is_refused() {
     );
 }
 
+/// After an install into A died mid-payload (B booted and good): nothing was lost, A
+/// is bad (out of the boot order), B still good, and the lock went with the process,
+/// so installing `bundle` again runs to the end and leaves A pending.
+fn assert_target_a_bad_then_reinstallable(fx: &Fixture, before: &common::Snapshot, bundle: &Path) {
+    fx.assert_nothing_lost(before, SlotName::A);
+    assert_eq!(
+        fx.slot_state(SlotName::A),
+        SlotState::Bad {
+            reason: bascule::slot::BadReason::NotInBootOrder
+        }
+    );
+    assert_eq!(fx.slot_state(SlotName::B), SlotState::Good);
+    fx.install(bundle, &[]).ok();
+    assert_eq!(
+        fx.slot_state(SlotName::A),
+        SlotState::Pending {
+            tries_left: common::ATTEMPTS
+        }
+    );
+}
+
 #[test]
 fn install_killed_mid_payload_leaves_target_bad_and_no_stale_lock() {
     let fx = common::booted_b_fixture(IMAGE_LEN, 36);
@@ -195,22 +217,7 @@ fn install_killed_mid_payload_leaves_target_bad_and_no_stale_lock() {
     child.kill().expect("SIGKILL install");
     child.wait().expect("reap install");
     drop(stdin);
-    fx.assert_nothing_lost(&before, SlotName::A);
-    assert_eq!(
-        fx.slot_state(SlotName::A),
-        SlotState::Bad {
-            reason: bascule::slot::BadReason::NotInBootOrder
-        }
-    );
-    assert_eq!(fx.slot_state(SlotName::B), SlotState::Good);
-    // The kernel dropped the lock with the process: the next install runs.
-    fx.install(&bundle, &[]).ok();
-    assert_eq!(
-        fx.slot_state(SlotName::A),
-        SlotState::Pending {
-            tries_left: common::ATTEMPTS
-        }
-    );
+    assert_target_a_bad_then_reinstallable(&fx, &before, &bundle);
 }
 
 /// A health service confirms the booted slot while an install streams: the install's
@@ -304,21 +311,6 @@ fn sigterm_mid_install_leaves_target_bad_and_releases_the_lock() {
             );
         }
     }
-    fx.assert_nothing_lost(&before, SlotName::A);
-    assert_eq!(
-        fx.slot_state(SlotName::A),
-        SlotState::Bad {
-            reason: bascule::slot::BadReason::NotInBootOrder
-        }
-    );
-    assert_eq!(fx.slot_state(SlotName::B), SlotState::Good);
-    // The lock went with the process: a new install runs to the end.
-    fx.install(&bundle, &[]).ok();
-    assert_eq!(
-        fx.slot_state(SlotName::A),
-        SlotState::Pending {
-            tries_left: common::ATTEMPTS
-        }
-    );
+    assert_target_a_bad_then_reinstallable(&fx, &before, &bundle);
     assert!(fx.slot_bytes(SlotName::B) == before.slots[1]);
 }
