@@ -267,12 +267,7 @@ mod tests {
     use super::*;
     use crate::env::files::MemFiles;
 
-    fn vars(pairs: &[(&str, &str)]) -> EnvVars {
-        pairs
-            .iter()
-            .map(|(k, v)| (String::from(*k), String::from(*v)))
-            .collect()
-    }
+    use crate::env::test_vars as vars;
 
     #[test]
     fn encode_escapes_and_pads() {

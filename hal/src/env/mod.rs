@@ -40,3 +40,12 @@ pub trait EnvStore {
     /// A short human description ("U-Boot env /dev/mmcblk0 @0x3f8000 (redundant)").
     fn describe(&self) -> String;
 }
+
+/// Builds variables from pairs (unit tests of the stores).
+#[cfg(test)]
+pub(crate) fn test_vars(pairs: &[(&str, &str)]) -> EnvVars {
+    pairs
+        .iter()
+        .map(|(k, v)| (String::from(*k), String::from(*v)))
+        .collect()
+}

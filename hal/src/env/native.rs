@@ -307,12 +307,7 @@ mod tests {
     use super::*;
     use crate::block::MemBlock;
 
-    fn vars(pairs: &[(&str, &str)]) -> EnvVars {
-        pairs
-            .iter()
-            .map(|(k, v)| (String::from(*k), String::from(*v)))
-            .collect()
-    }
+    use crate::env::test_vars as vars;
 
     fn layout() -> NativeLayout {
         NativeLayout {

@@ -3,12 +3,7 @@
 use super::*;
 use crate::block::MemBlock;
 
-fn vars(pairs: &[(&str, &str)]) -> EnvVars {
-    pairs
-        .iter()
-        .map(|(k, v)| (String::from(*k), String::from(*v)))
-        .collect()
-}
+use crate::env::test_vars as vars;
 
 #[test]
 fn encode_matches_the_documented_layout() {
