@@ -53,13 +53,18 @@ impl Device {
         })
     }
 
-    /// The slot the running system booted from, from the kernel command line.
-    pub fn booted(&self) -> Result<SlotName, DeviceError> {
+    /// The kernel command line the config points at.
+    fn cmdline(&self) -> Result<String, DeviceError> {
         let path = &self.config.boot.cmdline;
-        let cmdline = std::fs::read_to_string(path).map_err(|e| DeviceError::Cmdline {
+        std::fs::read_to_string(path).map_err(|e| DeviceError::Cmdline {
             path: path.clone(),
             message: e.to_string(),
-        })?;
+        })
+    }
+
+    /// The slot the running system booted from, from the kernel command line.
+    pub fn booted(&self) -> Result<SlotName, DeviceError> {
+        let cmdline = self.cmdline()?;
         let keys: Vec<&str> = self
             .config
             .boot
@@ -74,11 +79,7 @@ impl Device {
     /// not of the booted slot's: the command line contradicts itself about which slot
     /// runs, and bascule does not guess.
     pub fn check_root_is_not(&self, target: SlotName) -> Result<(), DeviceError> {
-        let path = &self.config.boot.cmdline;
-        let cmdline = std::fs::read_to_string(path).map_err(|e| DeviceError::Cmdline {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let cmdline = self.cmdline()?;
         let Some(root) = root_device(&cmdline) else {
             return Ok(());
         };
