@@ -1,17 +1,24 @@
 //! The streaming pipeline: every chunk of the payload goes
-//! read → decode and check its SHA-256 → write to the slot → add to the image hash,
-//! one thread per stage, joined by bounded channels.
+//! read → decode and check its SHA-256 → write to the slot → add up the image,
+//! with bounded channels between the stages.
+//!
+//! Checking (SHA-256, and zstd where the payload is compressed) is the costly step,
+//! and chunks are independent, so it runs on one worker per core (up to
+//! [`MAX_WORKERS`]): the reader deals chunks out round robin and the writer takes them
+//! back in the same rotation, so they reach the slot in payload order.
 //!
 //! Memory is a few chunks in flight per stage, whatever the image size; buffers go
-//! back to the stage that fills them. Each image's slot is synced when its last chunk
-//! is written, and its length and whole-image SHA-256 are checked against the signed
-//! manifest when its last chunk is hashed; [`stream`] returns only when both are done,
-//! so the caller marks the slot pending only after the whole image verified and was
-//! flushed. Any stage failing stops the others; the error reported is the cause, not
-//! the echo of a stage that stopped because another did.
+//! back to a pool that the reader and the decoders draw from. Each image's slot is
+//! synced when its last chunk is written, and its length (and with [`Verify::Full`]
+//! its whole-image SHA-256) is checked against the signed manifest when its last
+//! chunk is counted; [`stream`] returns only when both are done, so the caller marks
+//! the slot pending only after the whole image verified and was flushed. Any stage
+//! failing stops the others; the error reported is the cause, not the echo of a stage
+//! that stopped because another did.
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
 
 use bascule_hal::BlockDevice;
 use bascule_partitions::SlotName;
@@ -23,15 +30,81 @@ use crate::bundle::{
     decode_chunk, verify_raw_chunk, BundleReader, ChunkRef, Compression, ImageHasher, Manifest,
 };
 
-/// Chunks in flight between two stages.
-const DEPTH: usize = 3;
-/// Buffers each pool keeps for reuse.
-const POOL: usize = 4 * DEPTH + 2;
+/// Chunks in flight on each channel.
+const DEPTH: usize = 2;
+/// Most check workers, however many cores there are.
+pub const MAX_WORKERS: usize = 4;
 
 /// One chunk travelling down the pipeline.
 struct Chunk {
     chunk: ChunkRef,
     bytes: Vec<u8>,
+}
+
+/// Spare buffers, so that chunks after the first few allocate nothing.
+struct BufferPool {
+    spare: Mutex<Vec<Vec<u8>>>,
+    keep: usize,
+}
+
+impl BufferPool {
+    fn new(keep: usize) -> Self {
+        BufferPool {
+            spare: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    /// A spare buffer, or a new empty one.
+    fn take(&self) -> Vec<u8> {
+        self.spare
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_default()
+    }
+
+    /// Keeps `buf` for reuse, or frees it when the pool is full.
+    fn give(&self, buf: Vec<u8>) {
+        if let Ok(mut spare) = self.spare.lock() {
+            if spare.len() < self.keep {
+                spare.push(buf);
+            }
+        }
+    }
+}
+
+/// The two pools: stored bytes as read from the bundle, and decompressed bytes.
+/// An uncompressed chunk's stored bytes are its raw bytes and go back to `stored`.
+struct Pools {
+    stored: BufferPool,
+    raw: BufferPool,
+}
+
+impl Pools {
+    fn for_workers(workers: usize) -> Self {
+        // Every buffer that can be in flight at once: two channels per worker, the
+        // writer's and the checker's, and one in the hands of each stage.
+        let keep = (2 * workers + 1) * DEPTH + workers + 3;
+        Pools {
+            stored: BufferPool::new(keep),
+            raw: BufferPool::new(keep),
+        }
+    }
+
+    fn recycle(&self, compression: Compression, bytes: Vec<u8>) {
+        match compression {
+            Compression::None => self.stored.give(bytes),
+            Compression::Zstd => self.raw.give(bytes),
+        }
+    }
+}
+
+/// Check workers for this machine: one per core, at least two, at most [`MAX_WORKERS`].
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, MAX_WORKERS)
 }
 
 /// Runs the pipeline over every chunk of the bundle; `slots` is `None` for a dry run.
@@ -43,38 +116,68 @@ pub(super) fn stream<R: Read>(
     verify: Verify,
     progress: &mut dyn Progress,
 ) -> Result<(), InstallError> {
-    let (stored_tx, stored_rx) = sync_channel::<Chunk>(DEPTH);
-    let (decoded_tx, decoded_rx) = sync_channel::<Chunk>(DEPTH);
-    let (written_tx, written_rx) = sync_channel::<Chunk>(DEPTH);
-    let (stored_pool_tx, stored_pool_rx) = sync_channel::<Vec<u8>>(POOL);
-    let (raw_pool_tx, raw_pool_rx) = sync_channel::<Vec<u8>>(POOL);
-    let recycle = Recycle {
-        stored: stored_pool_tx.clone(),
-        raw: raw_pool_tx,
+    let run = Run {
+        manifest,
+        target,
+        verify,
+        workers: default_workers(),
     };
-    // Bytes verified and handed to the slot: what progress reports.
-    let written = AtomicU64::new(0);
-    let written_ref = &written;
-    std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || {
-            decode_stage(manifest, stored_rx, decoded_tx, stored_pool_tx, raw_pool_rx)
-        });
-        let writer = scope.spawn(move || {
-            write_stage(manifest, target, slots, decoded_rx, written_tx, written_ref)
-        });
-        let checker = scope.spawn(move || check_stage(manifest, written_rx, recycle, verify));
-        let results = [
-            read_stage(reader, stored_tx, stored_pool_rx, progress, &written),
-            decoder.join().unwrap_or(Err(InstallError::Stopped)),
-            writer.join().unwrap_or(Err(InstallError::Stopped)),
-            checker.join().unwrap_or(Err(InstallError::Stopped)),
-        ];
-        first_cause(results)
-    })
+    run.stream(reader, slots, progress)
+}
+
+/// What one run of the pipeline needs to know.
+#[derive(Clone, Copy)]
+struct Run<'m> {
+    manifest: &'m Manifest,
+    target: SlotName,
+    verify: Verify,
+    workers: usize,
+}
+
+impl Run<'_> {
+    fn stream<R: Read>(
+        self,
+        reader: &mut BundleReader<R>,
+        slots: Option<&mut (dyn SlotDevices + '_)>,
+        progress: &mut dyn Progress,
+    ) -> Result<(), InstallError> {
+        let (to_workers, worker_inputs) = channels(self.workers);
+        let (from_workers, worker_outputs) = channels(self.workers);
+        let (written_tx, written_rx) = sync_channel::<Chunk>(DEPTH);
+        let pools = Pools::for_workers(self.workers);
+        // Bytes verified and handed to the slot: what progress reports.
+        let written = AtomicU64::new(0);
+        let (pools, written_ref) = (&pools, &written);
+        std::thread::scope(|scope| {
+            let checkers: Vec<_> = worker_inputs
+                .into_iter()
+                .zip(from_workers)
+                .map(|(input, out)| scope.spawn(move || self.check_chunks(input, out, pools)))
+                .collect();
+            let writer = scope
+                .spawn(move || self.write_stage(slots, &worker_outputs, written_tx, written_ref));
+            let counter = scope.spawn(move || self.image_stage(written_rx, pools));
+            let mut results = vec![read_stage(reader, to_workers, pools, progress, &written)];
+            results.extend(checkers.into_iter().map(join));
+            results.push(join(writer));
+            results.push(join(counter));
+            first_cause(results)
+        })
+    }
+}
+
+fn channels(n: usize) -> (Vec<SyncSender<Chunk>>, Vec<Receiver<Chunk>>) {
+    (0..n).map(|_| sync_channel(DEPTH)).unzip()
+}
+
+fn join(
+    handle: std::thread::ScopedJoinHandle<'_, Result<(), InstallError>>,
+) -> Result<(), InstallError> {
+    handle.join().unwrap_or(Err(InstallError::Stopped))
 }
 
 /// The first error that is a cause, not the echo of another stage stopping.
-fn first_cause(results: [Result<(), InstallError>; 4]) -> Result<(), InstallError> {
+fn first_cause(results: Vec<Result<(), InstallError>>) -> Result<(), InstallError> {
     let mut stopped = false;
     for result in results {
         match result {
@@ -89,52 +192,126 @@ fn first_cause(results: [Result<(), InstallError>; 4]) -> Result<(), InstallErro
     Ok(())
 }
 
+/// Chunks from the workers in the order the reader dealt them out: round robin,
+/// ending at the first worker that has no more (the stream ended, or it failed).
+fn in_order(outputs: &[Receiver<Chunk>]) -> impl Iterator<Item = Chunk> + '_ {
+    outputs.iter().cycle().map_while(|rx| rx.recv().ok())
+}
+
 fn read_stage<R: Read>(
     reader: &mut BundleReader<R>,
-    out: SyncSender<Chunk>,
-    pool: Receiver<Vec<u8>>,
+    workers: Vec<SyncSender<Chunk>>,
+    pools: &Pools,
     progress: &mut dyn Progress,
     written: &AtomicU64,
 ) -> Result<(), InstallError> {
-    loop {
-        let mut bytes = pool.try_recv().unwrap_or_default();
+    for worker in workers.iter().cycle() {
+        let mut bytes = pools.stored.take();
         let Some(chunk) = reader.next_stored_chunk(&mut bytes)? else {
             return Ok(());
         };
-        out.send(Chunk { chunk, bytes })
+        worker
+            .send(Chunk { chunk, bytes })
             .map_err(|_| InstallError::Stopped)?;
         progress.advance(written.load(Ordering::Relaxed));
     }
+    Ok(())
 }
 
-fn decode_stage(
-    manifest: &Manifest,
-    input: Receiver<Chunk>,
-    out: SyncSender<Chunk>,
-    stored_pool: SyncSender<Vec<u8>>,
-    raw_pool: Receiver<Vec<u8>>,
-) -> Result<(), InstallError> {
-    for Chunk {
-        chunk,
-        bytes: stored,
-    } in input
-    {
-        let entry = &manifest.images[chunk.image];
-        let raw = if entry.compression == Compression::None {
-            // Stored bytes are the raw bytes: check them in place, forward them.
-            verify_raw_chunk(entry, chunk.image, &chunk, &stored)?;
-            stored
-        } else {
-            let mut raw = raw_pool.try_recv().unwrap_or_default();
-            decode_chunk(entry, chunk.image, &chunk, &stored, &mut raw)?;
-            // A full pool only means this buffer is freed instead of reused.
-            drop(stored_pool.try_send(stored));
-            raw
-        };
-        out.send(Chunk { chunk, bytes: raw })
-            .map_err(|_| InstallError::Stopped)?;
+impl Run<'_> {
+    /// A check worker: decodes each chunk it is dealt and checks it against its
+    /// signed SHA-256 before it goes on to be written.
+    fn check_chunks(
+        self,
+        input: Receiver<Chunk>,
+        out: SyncSender<Chunk>,
+        pools: &Pools,
+    ) -> Result<(), InstallError> {
+        for Chunk {
+            chunk,
+            bytes: stored,
+        } in input
+        {
+            let entry = &self.manifest.images[chunk.image];
+            let raw = if entry.compression == Compression::None {
+                // Stored bytes are the raw bytes: check them in place, forward them.
+                verify_raw_chunk(entry, chunk.image, &chunk, &stored)?;
+                stored
+            } else {
+                let mut raw = pools.raw.take();
+                decode_chunk(entry, chunk.image, &chunk, &stored, &mut raw)?;
+                pools.stored.give(stored);
+                raw
+            };
+            out.send(Chunk { chunk, bytes: raw })
+                .map_err(|_| InstallError::Stopped)?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    fn write_stage(
+        self,
+        mut slots: Option<&mut (dyn SlotDevices + '_)>,
+        inputs: &[Receiver<Chunk>],
+        out: SyncSender<Chunk>,
+        written: &AtomicU64,
+    ) -> Result<(), InstallError> {
+        let mut current: Option<OpenSlot> = None;
+        for Chunk { chunk, bytes } in in_order(inputs) {
+            if current.as_ref().map(|c| c.image) != Some(chunk.image) {
+                if let Some(done) = current.take() {
+                    done.close(self.target)?;
+                }
+                current = Some(OpenSlot::open(self, slots.as_deref_mut(), chunk.image)?);
+            }
+            let slot = current.as_mut().ok_or(InstallError::Stopped)?;
+            slot.write(self.target, &chunk, &bytes)?;
+            written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            out.send(Chunk { chunk, bytes })
+                .map_err(|_| InstallError::Stopped)?;
+        }
+        match current {
+            Some(done) => done.close(self.target),
+            None => Ok(()),
+        }
+    }
+
+    /// The last stage: each image's length, and with [`Verify::Full`] its whole-image
+    /// SHA-256, against the manifest; then the buffers go back to their pool.
+    fn image_stage(self, input: Receiver<Chunk>, pools: &Pools) -> Result<(), InstallError> {
+        let manifest = self.manifest;
+        let start = |image| match self.verify {
+            Verify::Full => ImageHasher::new(image),
+            Verify::Chunks => ImageHasher::length_only(image),
+        };
+        let mut finished = vec![false; manifest.images.len()];
+        let mut current: Option<(usize, ImageHasher)> = None;
+        for Chunk { chunk, bytes } in input {
+            if current.as_ref().map(|(image, _)| *image) != Some(chunk.image) {
+                if let Some((image, hasher)) = current.take() {
+                    hasher.finish(&manifest.images[image])?;
+                    finished[image] = true;
+                }
+                current = Some((chunk.image, start(chunk.image)));
+            }
+            if let Some((_, hasher)) = current.as_mut() {
+                hasher.update(&bytes);
+            }
+            pools.recycle(manifest.images[chunk.image].compression, bytes);
+        }
+        if let Some((image, hasher)) = current.take() {
+            hasher.finish(&manifest.images[image])?;
+            finished[image] = true;
+        }
+        match finished.iter().position(|done| !done) {
+            Some(image) => Err(InstallError::ImageIncomplete {
+                image,
+                written: 0,
+                size: manifest.images[image].size,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The slot being written: which image, its device (none in a dry run), how far.
@@ -146,16 +323,15 @@ struct OpenSlot {
 
 impl OpenSlot {
     fn open(
-        manifest: &Manifest,
-        target: SlotName,
+        run: Run,
         slots: Option<&mut (dyn SlotDevices + '_)>,
         image: usize,
     ) -> Result<Self, InstallError> {
-        let class = &manifest.images[image].slot_class;
+        let class = &run.manifest.images[image].slot_class;
         let dev = match slots {
             Some(s) => Some(
-                s.open_slot(class, target)
-                    .map_err(InstallError::slot(target))?,
+                s.open_slot(class, run.target)
+                    .map_err(InstallError::slot(run.target))?,
             ),
             None => None,
         };
@@ -195,85 +371,6 @@ impl OpenSlot {
     }
 }
 
-fn write_stage(
-    manifest: &Manifest,
-    target: SlotName,
-    mut slots: Option<&mut (dyn SlotDevices + '_)>,
-    input: Receiver<Chunk>,
-    out: SyncSender<Chunk>,
-    written: &AtomicU64,
-) -> Result<(), InstallError> {
-    let mut current: Option<OpenSlot> = None;
-    for Chunk { chunk, bytes } in input {
-        if current.as_ref().map(|c| c.image) != Some(chunk.image) {
-            if let Some(done) = current.take() {
-                done.close(target)?;
-            }
-            current = Some(OpenSlot::open(
-                manifest,
-                target,
-                slots.as_deref_mut(),
-                chunk.image,
-            )?);
-        }
-        let slot = current.as_mut().ok_or(InstallError::Stopped)?;
-        slot.write(target, &chunk, &bytes)?;
-        written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        out.send(Chunk { chunk, bytes })
-            .map_err(|_| InstallError::Stopped)?;
-    }
-    match current {
-        Some(done) => done.close(target),
-        None => Ok(()),
-    }
-}
-
-/// Where the last stage hands buffers back: uncompressed images reuse the reader's
-/// buffers, compressed ones the decoder's.
-struct Recycle {
-    stored: SyncSender<Vec<u8>>,
-    raw: SyncSender<Vec<u8>>,
-}
-
-fn check_stage(
-    manifest: &Manifest,
-    input: Receiver<Chunk>,
-    recycle: Recycle,
-    verify: Verify,
-) -> Result<(), InstallError> {
-    let start = |image| match verify {
-        Verify::Full => ImageHasher::new(image),
-        Verify::Chunks => ImageHasher::length_only(image),
-    };
-    let mut finished = vec![false; manifest.images.len()];
-    let mut current: Option<(usize, ImageHasher)> = None;
-    for Chunk { chunk, bytes } in input {
-        if current.as_ref().map(|(image, _)| *image) != Some(chunk.image) {
-            if let Some((image, hasher)) = current.take() {
-                hasher.finish(&manifest.images[image])?;
-                finished[image] = true;
-            }
-            current = Some((chunk.image, start(chunk.image)));
-        }
-        if let Some((_, hasher)) = current.as_mut() {
-            hasher.update(&bytes);
-        }
-        let pool = match manifest.images[chunk.image].compression {
-            Compression::None => &recycle.stored,
-            Compression::Zstd => &recycle.raw,
-        };
-        drop(pool.try_send(bytes));
-    }
-    if let Some((image, hasher)) = current.take() {
-        hasher.finish(&manifest.images[image])?;
-        finished[image] = true;
-    }
-    match finished.iter().position(|done| !done) {
-        Some(image) => Err(InstallError::ImageIncomplete {
-            image,
-            written: 0,
-            size: manifest.images[image].size,
-        }),
-        None => Ok(()),
-    }
-}
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

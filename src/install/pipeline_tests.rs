@@ -1,0 +1,148 @@
+//! The pipeline with 1 to [`MAX_WORKERS`] check workers: chunks reach the slot in
+//! payload order, and a damaged chunk fails the install whichever worker checks it.
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use bascule_hal::FileBlock;
+use ed25519_dalek::SigningKey;
+
+use super::*;
+use crate::bundle::{create_bundle, BundleError, CreateOptions, Keyring};
+use crate::install::NoProgress;
+
+const CS: u32 = 4096;
+/// Two images: seven chunks (the last one short), and three.
+const SIZES: [usize; 2] = [6 * CS as usize + 100, 3 * CS as usize];
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7; 32])
+}
+
+/// Bytes that differ from chunk to chunk, so a chunk out of place shows.
+fn image(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i / CS as usize) as u8 ^ (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+/// A bundle of the [`SIZES`] images, and the images.
+fn bundle(dir: &Path, compression: Compression) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut images = Vec::new();
+    let mut paths = Vec::new();
+    for (i, len) in SIZES.into_iter().enumerate() {
+        let data = image(len, i as u8);
+        let path = dir.join(format!("img{i}"));
+        std::fs::write(&path, &data).unwrap();
+        images.push(data);
+        paths.push((format!("class{i}"), path));
+    }
+    let opts = CreateOptions {
+        version: semver::Version::new(1, 0, 0),
+        compatible: "test".into(),
+        security_version: 0,
+        build_id: String::new(),
+        images: paths,
+        compression,
+        chunk_size: CS,
+        zstd_level: 1,
+    };
+    let out = dir.join("b.bundle");
+    create_bundle(&opts, &key(), &out).unwrap();
+    (std::fs::read(out).unwrap(), images)
+}
+
+/// One file per slot class in a directory.
+struct DirSlots {
+    dir: PathBuf,
+}
+
+impl DirSlots {
+    fn path(&self, class: &str) -> PathBuf {
+        self.dir.join(class)
+    }
+}
+
+impl SlotDevices for DirSlots {
+    fn slot_size(&mut self, _: &str, _: SlotName) -> Result<Option<u64>, bascule_hal::HalError> {
+        Ok(Some(1 << 20))
+    }
+
+    fn open_slot(
+        &mut self,
+        class: &str,
+        _: SlotName,
+    ) -> Result<Box<dyn BlockDevice + Send>, bascule_hal::HalError> {
+        let path = self.path(class);
+        std::fs::write(&path, vec![0xee; 1 << 20]).unwrap();
+        Ok(Box::new(FileBlock::open(&path, 0, None, true)?))
+    }
+
+    fn classes(&self) -> Vec<String> {
+        vec!["class0".into(), "class1".into()]
+    }
+}
+
+fn run(
+    bytes: &[u8],
+    workers: usize,
+    verify: Verify,
+    slots: &mut DirSlots,
+) -> Result<(), InstallError> {
+    let keyring = Keyring::from_keys([key().verifying_key()]);
+    let mut reader = BundleReader::open(Cursor::new(bytes), &keyring)?;
+    let manifest = reader.manifest().clone();
+    let run = Run {
+        manifest: &manifest,
+        target: SlotName::B,
+        verify,
+        workers,
+    };
+    run.stream(&mut reader, Some(slots), &mut NoProgress)
+}
+
+#[test]
+fn every_worker_count_writes_every_chunk_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    for compression in [Compression::None, Compression::Zstd] {
+        let (bytes, images) = bundle(dir.path(), compression);
+        for workers in 1..=MAX_WORKERS {
+            for verify in [Verify::Chunks, Verify::Full] {
+                let mut slots = DirSlots {
+                    dir: dir.path().to_path_buf(),
+                };
+                run(&bytes, workers, verify, &mut slots).unwrap();
+                for (i, want) in images.iter().enumerate() {
+                    let got = std::fs::read(slots.path(&format!("class{i}"))).unwrap();
+                    let case = format!("{compression:?}, {workers} workers, {verify:?}, image {i}");
+                    assert!(got[..want.len()] == want[..], "{case}: slot differs");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_damaged_chunk_fails_whichever_worker_checks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = bundle(dir.path(), Compression::None);
+    let payload: usize = SIZES.iter().sum();
+    let payload_start = bytes.len() - payload;
+    for workers in 1..=3 {
+        for index in 0..5u32 {
+            let mut damaged = bytes.clone();
+            damaged[payload_start + index as usize * CS as usize + 17] ^= 0x40;
+            let mut slots = DirSlots {
+                dir: dir.path().to_path_buf(),
+            };
+            let err = run(&damaged, workers, Verify::Chunks, &mut slots).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    InstallError::Bundle(BundleError::ChunkHashMismatch { image: 0, index: i, .. })
+                        if i == index
+                ),
+                "{workers} workers, chunk {index}: {err}"
+            );
+        }
+    }
+}
