@@ -338,7 +338,7 @@ fn install(dev: &mut Device, bundle: &Path) -> Result<(), Error> {
         &mut NoProgress,
     )?;
     println!(
-        "     installed {} into slot {} ({} bytes, every chunk and the whole image verified)",
+        "     installed {} into slot {} ({} bytes, every chunk verified against the signed manifest)",
         report.version, report.target, report.bytes
     );
     Ok(())

@@ -77,27 +77,32 @@ fn flipped_payload_bit_is_refused_and_target_left_bad() {
     }
 }
 
-/// `--verify chunks` drops the second (whole-image) hash pass, not the per-chunk one:
-/// a flipped payload bit is still refused before the slot is marked pending, and a
-/// good bundle still installs.
+/// Every `--verify` mode (the default one pass, and `full` with its second,
+/// whole-image pass) refuses a flipped payload bit before the slot is marked pending,
+/// naming the chunk, and still installs a good bundle.
 #[test]
-fn chunk_only_verification_still_refuses_a_flipped_payload_bit() {
-    for compress in ["zstd", "none"] {
+fn every_verify_mode_refuses_a_flipped_payload_bit() {
+    for (compress, mode) in [
+        ("zstd", "chunks"),
+        ("none", "chunks"),
+        ("zstd", "full"),
+        ("none", "full"),
+    ] {
         let (fx, bytes) = setup(compress);
         let payload = payload_offset(&bytes);
         let bad = flipped(&bytes, payload + (bytes.len() - payload) / 2, 0x01);
         let before = fx.snapshot();
         let path = fx.write_bundle("payload.bundle", &bad);
         let run = fx
-            .install(&path, &["--verify", "chunks"])
+            .install(&path, &["--verify", mode])
             .fails_with(&["chunk"]);
         fx.assert_nothing_lost(&before, SlotName::B);
         assert!(run.stderr.to_lowercase().contains("sha-256") || run.stderr.contains("decompress"));
         let good = fx.write_bundle("good.bundle", &bytes);
-        fx.install(&good, &["--verify", "chunks"]).ok();
+        fx.install(&good, &["--verify", mode]).ok();
         assert!(
             matches!(fx.slot_state(SlotName::B), SlotState::Pending { .. }),
-            "{compress}"
+            "{compress}, --verify {mode}"
         );
     }
 }

@@ -110,9 +110,10 @@ pub struct InstallArgs {
     /// Slot to write (default: the one not booted). The booted slot is always refused.
     #[arg(long)]
     pub slot: Option<SlotName>,
-    /// `full`: each chunk before it is written and the whole image after (default);
-    /// `chunks`: each chunk only, one hash pass instead of two.
-    #[arg(long, value_enum, default_value_t = VerifyMode::Full)]
+    /// `chunks`: every chunk against its signed SHA-256 before it is written, and the
+    /// image's chunks, order and length as signed (default, one hash pass);
+    /// `full`: that, and the whole image's SHA-256 again in a second pass.
+    #[arg(long, value_enum, default_value_t = VerifyMode::Chunks)]
     pub verify: VerifyMode,
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
@@ -121,8 +122,8 @@ pub struct InstallArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VerifyMode {
-    Full,
     Chunks,
+    Full,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

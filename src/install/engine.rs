@@ -4,15 +4,17 @@
 //! 1. the bundle reader has already checked the signature and decoded the manifest;
 //! 2. load the boot environment and plan ([`super::plan`]);
 //! 3. commit "target unbootable" to the environment, before its first byte is written;
-//! 4. stream: read stored chunk → decode and check the chunk's SHA-256 → write, while
-//!    hashing the whole image;
-//! 5. per image: compare length and whole-image SHA-256 with the signed manifest, sync;
+//! 4. stream: read stored chunk → decode and check the chunk's SHA-256 against the
+//!    signed manifest → write at the chunk's offset;
+//! 5. per image: every chunk in order and the total length as signed (with
+//!    [`Verify::Full`] also a second pass: the whole image's SHA-256), sync;
 //! 6. commit "target pending" (one atomic environment write).
 //!
 //! Any failure after step 3 leaves the target marked unbootable, never pending; the
-//! booted slot is never opened for writing. Steps 4 and 5 are the four-stage
-//! [`super::pipeline`] (read, decode + chunk check, write, image check) over bounded
-//! channels, so memory stays a few chunks whatever the image size.
+//! booted slot is never opened for writing. Steps 4 and 5 are the
+//! [`super::pipeline`] (read, decode + chunk check on one worker per core, write,
+//! image check) over bounded channels, so memory stays a few chunks whatever the
+//! image size.
 use std::io::Read;
 use std::path::Path;
 
@@ -52,16 +54,21 @@ pub struct InstallOptions {
 }
 
 /// How much hashing an install does beyond the signature.
+///
+/// Both modes hash every byte before it is written and refuse the image unless it is
+/// exactly the signed one; they differ in whether a second hash pass repeats that.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Verify {
-    /// Every chunk against its signed SHA-256 before it is written, and the whole
-    /// image against its signed SHA-256 after: two independent checks.
-    #[default]
-    Full,
     /// Every chunk against its signed SHA-256 before it is written, and the image's
-    /// chunk count, order and length against the manifest. The same guarantee under
-    /// SHA-256's collision resistance, with one hash pass instead of two.
+    /// chunk count, order and length against the signed manifest. The chunk hashes
+    /// are signed and cover every byte of the image once, so under SHA-256's second-
+    /// preimage resistance this accepts exactly the image whose SHA-256 is signed;
+    /// one hash pass.
+    #[default]
     Chunks,
+    /// [`Verify::Chunks`], and the whole image's SHA-256 computed again in a second
+    /// pass and compared with the signed one: twice the hashing, for defence in depth.
+    Full,
 }
 
 /// What the device contributes to an install.
