@@ -24,6 +24,6 @@ pub mod gpt;
 
 #[cfg(feature = "std")]
 pub use block::FileBlock;
-pub use block::{BlockDevice, CutPlan, FaultyBlock, MemBlock};
+pub use block::{AlignedBuf, BlockDevice, CutPlan, FaultyBlock, MemBlock, DIRECT_ALIGN};
 pub use env::{EnvStore, EnvVars, GrubEnv, NativeEnv, UbootEnv};
 pub use error::HalError;

@@ -37,7 +37,7 @@ pub use manifest::{
     max_stored_len, ChunkEntry, ChunkRef, Compression, ImageEntry, Manifest, MAX_CHUNK_SIZE,
     MAX_IMAGES, MAX_STRING_LEN, MIN_CHUNK_SIZE,
 };
-pub use reader::{decode_chunk, verify_raw_chunk, BundleReader, ImageHasher};
+pub use reader::{decode_chunk, verify_raw_chunk, BundleReader, ChunkBuf, ImageHasher};
 
 /// Everything that can go wrong creating, authenticating or reading a bundle.
 ///

@@ -9,6 +9,7 @@
 
 use std::io::{ErrorKind, Read};
 
+use bascule_hal::AlignedBuf;
 use sha2::{Digest, Sha256};
 
 use super::format::{parse_header, Header, HEADER_LEN, KEY_ID_LEN};
@@ -124,7 +125,7 @@ impl<R: Read> BundleReader<R> {
     /// confirmed to end there.
     pub fn next_stored_chunk(
         &mut self,
-        buf: &mut Vec<u8>,
+        buf: &mut impl ChunkBuf,
     ) -> Result<Option<ChunkRef>, BundleError> {
         if self.poisoned {
             return Err(BundleError::ReaderPoisoned);
@@ -141,7 +142,7 @@ impl<R: Read> BundleReader<R> {
         result
     }
 
-    fn read_chunk(&mut self, buf: &mut Vec<u8>) -> Result<Option<ChunkRef>, BundleError> {
+    fn read_chunk(&mut self, buf: &mut impl ChunkBuf) -> Result<Option<ChunkRef>, BundleError> {
         let Some(chunk) = self.current_chunk() else {
             let mut probe = [0u8; 1];
             let n = read_full(&mut self.source, &mut probe)
@@ -153,7 +154,7 @@ impl<R: Read> BundleReader<R> {
             };
         };
         // Recycled buffers of the same size are not zeroed again.
-        buf.resize(chunk.stored_len as usize, 0);
+        let buf = buf.set_len(chunk.stored_len as usize);
         let n = read_full(&mut self.source, buf)
             .map_err(|e| BundleError::io("reading bundle payload", e))?;
         if n < buf.len() {
@@ -216,6 +217,26 @@ impl<R: Read> BundleReader<R> {
     }
 }
 
+/// A buffer the reader and the decoder size and fill: a `Vec<u8>`, or hal's
+/// page-aligned [`AlignedBuf`], which a slot opened with `O_DIRECT` writes without a copy.
+pub trait ChunkBuf: core::ops::Deref<Target = [u8]> {
+    /// Makes the buffer exactly `len` bytes long and returns them (contents unspecified).
+    fn set_len(&mut self, len: usize) -> &mut [u8];
+}
+
+impl ChunkBuf for Vec<u8> {
+    fn set_len(&mut self, len: usize) -> &mut [u8] {
+        self.resize(len, 0);
+        self
+    }
+}
+
+impl ChunkBuf for AlignedBuf {
+    fn set_len(&mut self, len: usize) -> &mut [u8] {
+        self.resize(len)
+    }
+}
+
 /// Decodes one stored chunk of image `image` into `out` (exactly the chunk's raw
 /// length) and checks its SHA-256 against the manifest. Decompression never produces
 /// or allocates more than the raw length, so a zstd bomb fails instead of allocating.
@@ -224,7 +245,7 @@ pub fn decode_chunk(
     image: usize,
     chunk: &ChunkRef,
     stored: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut impl ChunkBuf,
 ) -> Result<(), BundleError> {
     let fail = |message: String| BundleError::ChunkDecompress {
         image,
@@ -246,17 +267,22 @@ pub fn decode_chunk(
             expected.stored_len
         )));
     }
-    out.clear();
+    let out = out.set_len(raw_len);
     match entry.compression {
-        Compression::None => out.extend_from_slice(stored),
+        Compression::None if stored.len() == raw_len => out.copy_from_slice(stored),
+        Compression::None => {
+            return Err(fail(format!(
+                "{} stored bytes for {raw_len} raw",
+                stored.len()
+            )))
+        }
         Compression::Zstd => {
             match zstd::zstd_safe::find_frame_compressed_size(stored) {
                 Ok(n) if n == stored.len() => {}
                 _ => return Err(fail("stored bytes are not exactly one zstd frame".into())),
             }
-            // zstd writes into the spare capacity and never grows the Vec: the output is
-            // bounded by max(raw_len, capacity already held), whatever the frame claims.
-            out.reserve_exact(raw_len);
+            // zstd writes into exactly raw_len bytes: a frame that claims more fails
+            // instead of growing anything.
             let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| fail(e.to_string()))?;
             let n = dctx
                 .decompress_to_buffer(stored, out)

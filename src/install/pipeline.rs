@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
-use bascule_hal::BlockDevice;
+use bascule_hal::{AlignedBuf, BlockDevice};
 use bascule_partitions::SlotName;
 
 use super::engine::{SlotDevices, Verify};
@@ -35,15 +35,16 @@ const DEPTH: usize = 2;
 /// Most check workers, however many cores there are.
 pub const MAX_WORKERS: usize = 4;
 
-/// One chunk travelling down the pipeline.
+/// One chunk travelling down the pipeline, in a page-aligned buffer so that a slot
+/// opened with `O_DIRECT` writes it without a copy.
 struct Chunk {
     chunk: ChunkRef,
-    bytes: Vec<u8>,
+    bytes: AlignedBuf,
 }
 
 /// Spare buffers, so that chunks after the first few allocate nothing.
 struct BufferPool {
-    spare: Mutex<Vec<Vec<u8>>>,
+    spare: Mutex<Vec<AlignedBuf>>,
     keep: usize,
 }
 
@@ -56,7 +57,7 @@ impl BufferPool {
     }
 
     /// A spare buffer, or a new empty one.
-    fn take(&self) -> Vec<u8> {
+    fn take(&self) -> AlignedBuf {
         self.spare
             .lock()
             .ok()
@@ -65,7 +66,7 @@ impl BufferPool {
     }
 
     /// Keeps `buf` for reuse, or frees it when the pool is full.
-    fn give(&self, buf: Vec<u8>) {
+    fn give(&self, buf: AlignedBuf) {
         if let Ok(mut spare) = self.spare.lock() {
             if spare.len() < self.keep {
                 spare.push(buf);
@@ -92,7 +93,7 @@ impl Pools {
         }
     }
 
-    fn recycle(&self, compression: Compression, bytes: Vec<u8>) {
+    fn recycle(&self, compression: Compression, bytes: AlignedBuf) {
         match compression {
             Compression::None => self.stored.give(bytes),
             Compression::Zstd => self.raw.give(bytes),

@@ -5,8 +5,10 @@
 //! is unknown, so every later call fails until the device is reopened.
 //!
 //! [`FileBlock::open_direct`] adds a second handle opened with `O_DIRECT`: writes whose
-//! start and length are multiples of [`DIRECT_ALIGN`] go through it from an aligned
-//! bounce buffer, bypassing the page cache (as `dd oflag=direct` does); anything else
+//! start and length are multiples of [`DIRECT_ALIGN`] go through it, bypassing the
+//! page cache (as `dd oflag=direct` does), straight from the caller's buffer when that
+//! is aligned (an [`AlignedBuf`](super::AlignedBuf)), else through an aligned bounce
+//! buffer; anything else
 //! (an unaligned tail) goes through the ordinary handle. Where the filesystem refuses
 //! `O_DIRECT` (tmpfs), it quietly uses the ordinary handle only. Linux keeps the two
 //! coherent: a direct write invalidates the cached pages of its range.
@@ -14,14 +16,10 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
-use super::{check_range, BlockDevice};
+use super::{check_range, BlockDevice, DIRECT_ALIGN};
 use crate::HalError;
 
 nix::ioctl_read!(blk_get_size64, 0x12, 114, u64);
-
-/// Alignment of offsets, lengths and buffers for `O_DIRECT` writes: the largest
-/// logical block size in use, so it suits 512-byte and 4 KiB devices alike.
-pub const DIRECT_ALIGN: usize = 4096;
 
 /// The `O_DIRECT` handle and its aligned bounce buffer.
 #[derive(Debug)]
@@ -33,6 +31,9 @@ struct Direct {
 impl Direct {
     /// Writes `buf` (a multiple of [`DIRECT_ALIGN`] long) at `pos` (aligned).
     fn write_all_at(&mut self, buf: &[u8], pos: u64) -> std::io::Result<()> {
+        if buf.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
+            return self.file.write_all_at(buf, pos);
+        }
         let needed = buf.len() + DIRECT_ALIGN;
         if self.bounce.len() < needed {
             self.bounce = vec![0; needed];
@@ -230,17 +231,21 @@ mod tests {
     }
 
     #[test]
-    fn direct_writes_land_aligned_and_unaligned() {
+    fn direct_writes_land_aligned_unaligned_and_from_aligned_buffers() {
         // /var/tmp is disk-backed on most systems (O_DIRECT), /tmp may be tmpfs (fallback).
         for dir in ["/var/tmp", "/tmp"] {
             let Ok(tmp) = tempfile::NamedTempFile::new_in(dir) else {
                 continue;
             };
-            tmp.as_file().set_len(3 * DIRECT_ALIGN as u64).unwrap();
+            tmp.as_file().set_len(5 * DIRECT_ALIGN as u64).unwrap();
             let mut dev = FileBlock::open_direct(tmp.path(), 0, None).unwrap();
             let data: Vec<u8> = (0..DIRECT_ALIGN + 100).map(|i| (i % 251) as u8).collect();
             dev.write_at(DIRECT_ALIGN as u64, &data).unwrap();
             dev.write_at(7, b"unaligned").unwrap();
+            let mut page_aligned = crate::AlignedBuf::new();
+            page_aligned.resize(2 * DIRECT_ALIGN).fill(0x5c);
+            dev.write_at(3 * DIRECT_ALIGN as u64, &page_aligned)
+                .unwrap();
             dev.sync().unwrap();
             let mut back = vec![0u8; data.len()];
             dev.read_at(DIRECT_ALIGN as u64, &mut back).unwrap();
@@ -248,6 +253,7 @@ mod tests {
             let all = std::fs::read(tmp.path()).unwrap();
             assert_eq!(&all[7..16], b"unaligned");
             assert_eq!(&all[DIRECT_ALIGN..DIRECT_ALIGN + data.len()], &data[..]);
+            assert!(all[3 * DIRECT_ALIGN..].iter().all(|&b| b == 0x5c));
         }
     }
 

@@ -7,8 +7,10 @@ use alloc::string::String;
 
 use crate::HalError;
 
+mod aligned;
 mod faulty;
 mod mem;
+pub use aligned::{AlignedBuf, DIRECT_ALIGN};
 pub use faulty::{cut_plans, BlockOp, CutPlan, FaultyBlock, Tear};
 pub use mem::MemBlock;
 
