@@ -263,6 +263,7 @@ fn release(dir: &Path, key: &Path, version: &str, healthy: bool) -> Result<PathB
         compression: Compression::Zstd,
         chunk_size: 1 << 20,
         zstd_level: 3,
+        xz_level: 6,
     };
     let manifest = bundle::create_bundle(&opts, &bundle::load_signing_key(key)?, &out)?;
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);

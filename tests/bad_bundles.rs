@@ -53,7 +53,7 @@ fn flipped(bytes: &[u8], at: usize, mask: u8) -> Vec<u8> {
 
 #[test]
 fn flipped_payload_bit_is_refused_and_target_left_bad() {
-    for compress in ["zstd", "none"] {
+    for compress in ["zstd", "xz", "none"] {
         let (fx, bytes) = setup(compress);
         let payload = payload_offset(&bytes);
         for at in [

@@ -121,6 +121,11 @@ fn zstd_bundle_installs_boots_and_confirms() {
 }
 
 #[test]
+fn xz_bundle_installs_boots_and_confirms() {
+    roundtrip("xz");
+}
+
+#[test]
 fn uncompressed_bundle_installs_boots_and_confirms() {
     roundtrip("none");
 }

@@ -35,6 +35,7 @@ fn bundle(dir: &Path, name: &str, images: &[usize], compression: Compression) ->
         compression,
         chunk_size: 4096,
         zstd_level: 1,
+        xz_level: 6,
     };
     let out = dir.join(format!("{name}.bundle"));
     create_bundle(&opts, &SigningKey::from_bytes(&[9; 32]), &out).expect("create bundle");

@@ -5,6 +5,7 @@
 //! once every chunk is hashed. The bundle is written to a temporary file in the output
 //! directory, synced, then renamed over `out`: a reader never sees half a bundle.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +18,7 @@ use super::format::{Header, FORMAT_VERSION, MAX_MANIFEST_LEN};
 use super::keys::KeyId;
 use super::manifest::{ChunkEntry, Compression, ImageEntry, Manifest};
 use super::reader::read_full;
-use super::{sha256, BundleError};
+use super::{sha256, xz, BundleError};
 
 /// What to put into a bundle.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct CreateOptions {
     pub chunk_size: u32,
     /// zstd level, used with [`Compression::Zstd`].
     pub zstd_level: i32,
+    /// xz preset (0-9), used with [`Compression::Xz`].
+    pub xz_level: u32,
 }
 
 /// Creates the bundle `out` signed with `key` and returns its manifest.
@@ -74,7 +77,11 @@ pub fn create_bundle(
             len: u32::try_from(manifest_bytes.len()).unwrap_or(u32::MAX),
             max: MAX_MANIFEST_LEN,
         })?;
-    let mut prefix = Header::new(manifest_len).encode().to_vec();
+    let header = Header {
+        required_features: manifest.required_features,
+        ..Header::new(manifest_len)
+    };
+    let mut prefix = header.encode().to_vec();
     prefix.extend_from_slice(&KeyId::of(&key.verifying_key()).0);
     prefix.extend_from_slice(&key.sign(&manifest_bytes).to_bytes());
     prefix.extend_from_slice(&manifest_bytes);
@@ -109,7 +116,7 @@ fn write_atomically(
 }
 
 fn manifest_for(opts: &CreateOptions, images: Vec<ImageEntry>) -> Manifest {
-    Manifest {
+    let mut manifest = Manifest {
         format: FORMAT_VERSION,
         required_features: 0,
         version: opts.version.to_string(),
@@ -118,7 +125,9 @@ fn manifest_for(opts: &CreateOptions, images: Vec<ImageEntry>) -> Manifest {
         build_id: opts.build_id.clone(),
         created_unix: created_unix(),
         images,
-    }
+    };
+    manifest.required_features = manifest.features_needed();
+    manifest
 }
 
 /// Checks everything but the image contents: the manifest rules on a skeleton with
@@ -149,6 +158,14 @@ fn check_options(opts: &CreateOptions) -> Result<(), BundleError> {
             levels.end()
         )));
     }
+    if opts.compression == Compression::Xz && !xz::LEVELS.contains(&opts.xz_level) {
+        return Err(BundleError::InvalidOptions(format!(
+            "xz level {} outside {}..={}",
+            opts.xz_level,
+            xz::LEVELS.start(),
+            xz::LEVELS.end()
+        )));
+    }
     Ok(())
 }
 
@@ -161,13 +178,7 @@ fn spool_image(
 ) -> Result<ImageEntry, BundleError> {
     let ctx = || format!("reading image {}", path.display());
     let mut file = File::open(path).map_err(|e| BundleError::io(ctx(), e))?;
-    let mut compressor = match opts.compression {
-        Compression::None => None,
-        Compression::Zstd => Some(
-            zstd::bulk::Compressor::new(opts.zstd_level)
-                .map_err(|e| BundleError::InvalidOptions(format!("zstd: {e}")))?,
-        ),
-    };
+    let mut encoder = ChunkEncoder::new(opts)?;
     let mut whole = Sha256::new();
     let mut size = 0u64;
     let mut chunks = Vec::new();
@@ -180,16 +191,10 @@ fn spool_image(
         let raw = &buf[..n];
         whole.update(raw);
         size += n as u64;
-        let compressed;
-        let stored = match compressor.as_mut() {
-            None => raw,
-            Some(c) => {
-                compressed = c
-                    .compress(raw)
-                    .map_err(|e| BundleError::io(format!("compressing {}", path.display()), e))?;
-                &compressed[..]
-            }
-        };
+        let stored = encoder
+            .encode(raw)
+            .map_err(|e| BundleError::io(format!("compressing {}", path.display()), e))?;
+        let stored = &stored[..];
         spool
             .write_all(stored)
             .map_err(|e| BundleError::io("spooling payload", e))?;
@@ -209,6 +214,39 @@ fn spool_image(
         chunk_size: opts.chunk_size,
         chunks,
     })
+}
+
+/// Turns a chunk's raw bytes into its stored bytes.
+enum ChunkEncoder {
+    None,
+    Zstd(zstd::bulk::Compressor<'static>),
+    Xz { level: u32, chunk_size: u32 },
+}
+
+impl ChunkEncoder {
+    fn new(opts: &CreateOptions) -> Result<Self, BundleError> {
+        Ok(match opts.compression {
+            Compression::None => ChunkEncoder::None,
+            Compression::Zstd => ChunkEncoder::Zstd(
+                zstd::bulk::Compressor::new(opts.zstd_level)
+                    .map_err(|e| BundleError::InvalidOptions(format!("zstd: {e}")))?,
+            ),
+            Compression::Xz => ChunkEncoder::Xz {
+                level: opts.xz_level,
+                chunk_size: opts.chunk_size,
+            },
+        })
+    }
+
+    fn encode<'a>(&mut self, raw: &'a [u8]) -> std::io::Result<Cow<'a, [u8]>> {
+        match self {
+            ChunkEncoder::None => Ok(Cow::Borrowed(raw)),
+            ChunkEncoder::Zstd(c) => c.compress(raw).map(Cow::Owned),
+            ChunkEncoder::Xz { level, chunk_size } => xz::compress(raw, *level, *chunk_size)
+                .map(Cow::Owned)
+                .map_err(std::io::Error::other),
+        }
+    }
 }
 
 fn created_unix() -> u64 {

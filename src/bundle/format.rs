@@ -16,7 +16,7 @@
 //! |-------:|-----:|-------------------|---------------------------------------------------|
 //! | 0      | 8    | magic             | `b"BASCULE\0"`                                    |
 //! | 8      | 2    | format_version    | `1` ([`FORMAT_VERSION`]), else `UnsupportedFormat` |
-//! | 10     | 2    | required_features | bitset; a bit outside [`FEATURES_KNOWN`] (none yet) is `UnknownRequiredFeatures` |
+//! | 10     | 2    | required_features | bitset: [`FEATURE_XZ`] (bit 0) if an image is xz; a bit outside [`FEATURES_KNOWN`] is `UnknownRequiredFeatures` |
 //! | 12     | 4    | manifest_len      | `<=` [`MAX_MANIFEST_LEN`] (8 MiB), checked before allocating |
 //! | 16     | 2    | sig_block_len     | `72` ([`SIG_BLOCK_LEN`])                          |
 //! | 18     | 14   | reserved          | all zero                                          |
@@ -43,8 +43,8 @@
 //! # Payload
 //!
 //! The images in manifest order; each image as its chunks in order; each chunk
-//! `stored_len` bytes: the raw bytes (`Compression::None`) or exactly one independent
-//! zstd frame (`Compression::Zstd`). The payload offset of every chunk is therefore
+//! `stored_len` bytes: the raw bytes (`Compression::None`), exactly one independent
+//! zstd frame (`Compression::Zstd`) or xz stream (`Compression::Xz`). The payload offset of every chunk is therefore
 //! computable from the manifest alone ([`Manifest::chunk_payload_offset`](super::Manifest::chunk_payload_offset)),
 //! ready for HTTP Range resume and chunk-level delta updates. Nothing follows the payload.
 //!
@@ -72,8 +72,10 @@ pub const HEADER_LEN: usize = 32;
 pub const MAGIC: [u8; 8] = *b"BASCULE\0";
 /// The only format version this reader understands.
 pub const FORMAT_VERSION: u16 = 1;
-/// Required-feature bits this reader understands (none yet).
-pub const FEATURES_KNOWN: u16 = 0;
+/// Required-feature bit: some image is xz-compressed ([`Compression::Xz`](super::Compression::Xz)).
+pub const FEATURE_XZ: u16 = 1 << 0;
+/// Required-feature bits this reader understands.
+pub const FEATURES_KNOWN: u16 = FEATURE_XZ;
 /// Largest manifest accepted, checked before the manifest buffer is allocated.
 pub const MAX_MANIFEST_LEN: u32 = 8 * 1024 * 1024;
 /// Length of the key id in the signature block.
@@ -221,13 +223,13 @@ mod tests {
     #[test]
     fn header_rejects_unknown_required_features() {
         let mut b = good();
-        b[10] = 0x01;
+        b[10] = 0x03; // xz (known) and bit 1 (not)
         b[11] = 0x80;
         let err = parse_header(&b).unwrap_err();
-        assert_eq!(err, BundleError::UnknownRequiredFeatures { bits: 0x8001 });
+        assert_eq!(err, BundleError::UnknownRequiredFeatures { bits: 0x8002 });
         assert_eq!(
             err.to_string(),
-            "bundle needs features this bascule does not know: 0x8001"
+            "bundle needs features this bascule does not know: 0x8002"
         );
     }
 

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::format::{FEATURES_KNOWN, FORMAT_VERSION};
+use super::format::{FEATURES_KNOWN, FEATURE_XZ, FORMAT_VERSION};
 use super::BundleError;
 
 /// Smallest chunk size accepted.
@@ -31,6 +31,9 @@ pub enum Compression {
     None,
     /// One independent zstd frame per chunk.
     Zstd,
+    /// One independent xz stream per chunk (see `bundle::xz`); the bundle must
+    /// declare [`FEATURE_XZ`] so that readers without xz refuse it by name.
+    Xz,
 }
 
 impl fmt::Display for Compression {
@@ -38,6 +41,7 @@ impl fmt::Display for Compression {
         f.write_str(match self {
             Compression::None => "none",
             Compression::Zstd => "zstd",
+            Compression::Xz => "xz",
         })
     }
 }
@@ -48,8 +52,9 @@ impl FromStr for Compression {
         match s {
             "none" => Ok(Compression::None),
             "zstd" => Ok(Compression::Zstd),
+            "xz" => Ok(Compression::Xz),
             other => Err(format!(
-                "unknown compression {other:?} (expected \"none\" or \"zstd\")"
+                "unknown compression {other:?} (expected \"none\", \"zstd\" or \"xz\")"
             )),
         }
     }
@@ -60,6 +65,7 @@ pub fn max_stored_len(compression: Compression, raw_len: u32) -> u64 {
     match compression {
         Compression::None => u64::from(raw_len),
         Compression::Zstd => zstd::zstd_safe::compress_bound(raw_len as usize) as u64,
+        Compression::Xz => super::xz::max_stored_len(raw_len),
     }
 }
 
@@ -199,6 +205,16 @@ impl Manifest {
         })
     }
 
+    /// The required-feature bits the images need: [`FEATURE_XZ`] if any is xz.
+    pub fn features_needed(&self) -> u16 {
+        let xz = self.images.iter().any(|i| i.compression == Compression::Xz);
+        if xz {
+            FEATURE_XZ
+        } else {
+            0
+        }
+    }
+
     /// Checks every bound and cross-field rule (see the module doc).
     pub fn validate(&self) -> Result<(), BundleError> {
         let invalid = |msg: String| Err(BundleError::ManifestInvalid(msg));
@@ -224,6 +240,13 @@ impl Manifest {
             return invalid(format!(
                 "{} images, at most {MAX_IMAGES} allowed",
                 self.images.len()
+            ));
+        }
+        if self.required_features != self.features_needed() {
+            return invalid(format!(
+                "required features {:#06x}, but the images need {:#06x}",
+                self.required_features,
+                self.features_needed()
             ));
         }
         let mut classes = BTreeSet::new();
@@ -275,7 +298,7 @@ impl ImageEntry {
             let max = max_stored_len(self.compression, c.raw_len);
             let min = match self.compression {
                 Compression::None => max,
-                Compression::Zstd => 1,
+                Compression::Zstd | Compression::Xz => 1,
             };
             let stored = u64::from(c.stored_len);
             if stored < min || stored > max {
@@ -483,8 +506,19 @@ mod tests {
     }
 
     #[test]
+    fn the_xz_feature_bit_is_set_exactly_when_an_image_is_xz() {
+        let mut m = sample();
+        m.required_features = FEATURE_XZ;
+        rejects(&m, "required features 0x0001, but the images need 0x0000");
+        m.images[1].compression = Compression::Xz;
+        assert_eq!(m.validate(), Ok(()));
+        m.required_features = 0;
+        rejects(&m, "required features 0x0000, but the images need 0x0001");
+    }
+
+    #[test]
     fn compression_text_round_trip() {
-        for c in [Compression::None, Compression::Zstd] {
+        for c in [Compression::None, Compression::Zstd, Compression::Xz] {
             assert_eq!(c.to_string().parse::<Compression>(), Ok(c));
         }
         assert!("lz4".parse::<Compression>().is_err());

@@ -21,6 +21,7 @@ pub mod format;
 mod keys;
 mod manifest;
 mod reader;
+mod xz;
 
 #[cfg(test)]
 mod tests;
@@ -29,8 +30,8 @@ use std::path::PathBuf;
 
 pub use create::{create_bundle, CreateOptions};
 pub use format::{
-    parse_header, Header, FEATURES_KNOWN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_MANIFEST_LEN,
-    SIG_BLOCK_LEN,
+    parse_header, Header, FEATURES_KNOWN, FEATURE_XZ, FORMAT_VERSION, HEADER_LEN, MAGIC,
+    MAX_MANIFEST_LEN, SIG_BLOCK_LEN,
 };
 pub use keys::{keygen, load_public_key, load_signing_key, KeyId, Keyring};
 pub use manifest::{

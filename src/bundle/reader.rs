@@ -293,6 +293,7 @@ pub fn decode_chunk(
                 )));
             }
         }
+        Compression::Xz => super::xz::decompress(stored, out, entry.chunk_size).map_err(fail)?,
     }
     check_chunk_hash(entry, image, &expected, out)
 }

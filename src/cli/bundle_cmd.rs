@@ -19,12 +19,15 @@ pub struct CreateArgs {
     /// Image for a slot class, as CLASS=PATH (repeatable), e.g. rootfs=rootfs.ext4.
     #[arg(long = "image", required = true, value_parser = parse_image)]
     pub images: Vec<(String, PathBuf)>,
-    /// Payload compression.
+    /// Payload compression: zstd, xz (smaller, slower to install) or none.
     #[arg(long, default_value = "zstd", value_parser = super::parse_compression)]
     pub compress: Compression,
     /// zstd compression level.
     #[arg(long, default_value_t = 3)]
     pub zstd_level: i32,
+    /// xz preset (0-9). Each chunk is one xz stream with a dictionary of one chunk.
+    #[arg(long, default_value_t = 6)]
+    pub xz_level: u32,
     /// Uncompressed bytes per chunk (power of two, 4 KiB to 16 MiB).
     #[arg(long, default_value_t = 1 << 20)]
     pub chunk_size: u32,
@@ -70,6 +73,7 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
         compression: args.compress,
         chunk_size: args.chunk_size,
         zstd_level: args.zstd_level,
+        xz_level: args.xz_level,
     };
     let manifest = bundle::create_bundle(&opts, &key, &args.out)?;
     let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);

@@ -96,7 +96,7 @@ impl Pools {
     fn recycle(&self, compression: Compression, bytes: AlignedBuf) {
         match compression {
             Compression::None => self.stored.give(bytes),
-            Compression::Zstd => self.raw.give(bytes),
+            Compression::Zstd | Compression::Xz => self.raw.give(bytes),
         }
     }
 }

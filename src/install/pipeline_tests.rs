@@ -45,6 +45,7 @@ fn bundle(dir: &Path, compression: Compression) -> (Vec<u8>, Vec<Vec<u8>>) {
         compression,
         chunk_size: CS,
         zstd_level: 1,
+        xz_level: 6,
     };
     let out = dir.join("b.bundle");
     create_bundle(&opts, &key(), &out).unwrap();
@@ -103,7 +104,7 @@ fn run(
 #[test]
 fn every_worker_count_writes_every_chunk_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    for compression in [Compression::None, Compression::Zstd] {
+    for compression in [Compression::None, Compression::Zstd, Compression::Xz] {
         let (bytes, images) = bundle(dir.path(), compression);
         for workers in 1..=MAX_WORKERS {
             for verify in [Verify::Chunks, Verify::Full] {

@@ -399,6 +399,7 @@ fn build_release(
         compression,
         chunk_size: CHUNK,
         zstd_level: 1,
+        xz_level: 6,
     };
     let out = dir.join(format!("{version}.bundle"));
     create_bundle(&opts, key, &out).expect("create bundle");

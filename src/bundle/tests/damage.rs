@@ -346,15 +346,18 @@ proptest! {
         let mut plain = cached(Compression::None).clone();
         // Compressed: a flip may leave the decoded output unchanged, which is harmless.
         let mut packed = cached(Compression::Zstd).clone();
+        let mut xzed = cached(Compression::Xz).clone();
         for (at, mask) in flips {
-            let i = at.index(plain.len());
-            plain[i] ^= mask;
-            let j = at.index(packed.len());
-            packed[j] ^= mask;
+            for bytes in [&mut plain, &mut packed, &mut xzed] {
+                let i = at.index(bytes.len());
+                bytes[i] ^= mask;
+            }
         }
         prop_assert!(read_all(&plain, Some(&ring(&[&key(1)]))).is_err());
-        let _verified = read_all(&packed, Some(&ring(&[&key(1)])));
-        let _unverified = read_all(&packed, None);
+        for bytes in [&packed, &xzed] {
+            let _verified = read_all(bytes, Some(&ring(&[&key(1)])));
+            let _unverified = read_all(bytes, None);
+        }
     }
 }
 
@@ -362,9 +365,11 @@ proptest! {
 fn cached(compression: Compression) -> &'static Vec<u8> {
     static PLAIN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     static PACKED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    static XZED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     let cell = match compression {
         Compression::None => &PLAIN,
         Compression::Zstd => &PACKED,
+        Compression::Xz => &XZED,
     };
     cell.get_or_init(|| standard(compression).bytes)
 }

@@ -65,6 +65,7 @@ pub(super) fn build(
         compression,
         chunk_size: CS,
         zstd_level: 3,
+        xz_level: 6,
     };
     let out = dir.join("out.bundle");
     let manifest = create_bundle(&opts, key, &out).unwrap();
@@ -143,7 +144,7 @@ fn round_trip_zstd_with_partial_last_chunk_and_empty_image() {
 #[test]
 fn round_trip_single_empty_image() {
     let dir = tempfile::tempdir().unwrap();
-    for compression in [Compression::None, Compression::Zstd] {
+    for compression in [Compression::None, Compression::Zstd, Compression::Xz] {
         let b = build(dir.path(), &[0], compression, &key(1));
         assert_eq!(b.manifest.payload_len(), 0);
         assert_eq!(
@@ -267,6 +268,7 @@ fn failed_create_leaves_no_output() {
         compression: Compression::None,
         chunk_size: CS,
         zstd_level: 3,
+        xz_level: 6,
     };
     let err = create_bundle(&opts, &key(1), &out).unwrap_err();
     assert!(matches!(err, BundleError::Io { .. }), "{err:?}");
@@ -297,6 +299,7 @@ fn create_checks_options_before_reading_images() {
         compression: Compression::Zstd,
         chunk_size: CS,
         zstd_level: 3,
+        xz_level: 6,
     };
     let out = dir.path().join("out.bundle");
     let err = create_bundle(&opts, &key(1), &out).unwrap_err();
@@ -314,6 +317,7 @@ fn create_checks_options_before_reading_images() {
     ));
     let bad_level = CreateOptions {
         zstd_level: 99,
+        xz_level: 6,
         images: vec![opts.images[0].clone()],
         ..opts
     };
