@@ -169,7 +169,12 @@ fn check_options(opts: &CreateOptions) -> Result<(), BundleError> {
     Ok(())
 }
 
+/// Most chunks compressed at once, one thread each (xz and zstd; level 6 xz takes
+/// about 11 MiB per thread).
+const MAX_ENCODE_THREADS: usize = 8;
+
 /// Reads one image, writes its stored chunks to `spool`, and describes it.
+/// Compressed images are encoded a batch of chunks at a time, one thread per chunk.
 fn spool_image(
     opts: &CreateOptions,
     slot_class: &str,
@@ -178,31 +183,36 @@ fn spool_image(
 ) -> Result<ImageEntry, BundleError> {
     let ctx = || format!("reading image {}", path.display());
     let mut file = File::open(path).map_err(|e| BundleError::io(ctx(), e))?;
-    let mut encoder = ChunkEncoder::new(opts)?;
+    let threads = match opts.compression {
+        Compression::None => 1,
+        _ => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_ENCODE_THREADS),
+    };
+    let mut encoders = (0..threads)
+        .map(|_| ChunkEncoder::new(opts))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut batch = vec![Vec::new(); threads];
     let mut whole = Sha256::new();
     let mut size = 0u64;
     let mut chunks = Vec::new();
-    let mut buf = vec![0u8; opts.chunk_size as usize];
     loop {
-        let n = read_full(&mut file, &mut buf).map_err(|e| BundleError::io(ctx(), e))?;
-        if n == 0 {
-            break;
-        }
-        let raw = &buf[..n];
-        whole.update(raw);
-        size += n as u64;
-        let stored = encoder
-            .encode(raw)
+        let filled = read_batch(&mut file, &mut batch, opts.chunk_size as usize)
+            .map_err(|e| BundleError::io(ctx(), e))?;
+        let encoded = encode_batch(&mut encoders, &batch[..filled])
             .map_err(|e| BundleError::io(format!("compressing {}", path.display()), e))?;
-        let stored = &stored[..];
-        spool
-            .write_all(stored)
-            .map_err(|e| BundleError::io("spooling payload", e))?;
-        chunks.push(ChunkEntry {
-            sha256: sha256(raw),
-            stored_len: stored.len() as u32,
-        });
-        if n < buf.len() {
+        for (raw, (stored, sha)) in batch.iter().zip(encoded) {
+            whole.update(raw);
+            size += raw.len() as u64;
+            spool
+                .write_all(&stored)
+                .map_err(|e| BundleError::io("spooling payload", e))?;
+            chunks.push(ChunkEntry {
+                sha256: sha,
+                stored_len: stored.len() as u32,
+            });
+        }
+        if filled < batch.len() || batch[filled - 1].len() < opts.chunk_size as usize {
             break;
         }
     }
@@ -247,6 +257,50 @@ impl ChunkEncoder {
                 .map_err(std::io::Error::other),
         }
     }
+}
+
+/// Reads up to `batch.len()` chunks of `chunk_size` into `batch`; returns how many
+/// were read. Every chunk but the last one of the image is full.
+fn read_batch(file: &mut File, batch: &mut [Vec<u8>], chunk_size: usize) -> std::io::Result<usize> {
+    for (filled, buf) in batch.iter_mut().enumerate() {
+        buf.resize(chunk_size, 0);
+        let n = read_full(file, buf)?;
+        buf.truncate(n);
+        if n == 0 {
+            return Ok(filled);
+        }
+        if n < chunk_size {
+            return Ok(filled + 1);
+        }
+    }
+    Ok(batch.len())
+}
+
+/// A chunk's stored bytes (borrowed when stored raw) and the SHA-256 of its raw bytes.
+type Encoded<'a> = (Cow<'a, [u8]>, [u8; 32]);
+
+/// Each chunk's stored bytes and SHA-256, computed one thread per chunk.
+fn encode_batch<'a>(
+    encoders: &mut [ChunkEncoder],
+    raws: &'a [Vec<u8>],
+) -> std::io::Result<Vec<Encoded<'a>>> {
+    let encode = |encoder: &mut ChunkEncoder, raw: &'a [u8]| {
+        encoder.encode(raw).map(|stored| (stored, sha256(raw)))
+    };
+    if let ([encoder, ..], [raw]) = (&mut *encoders, raws) {
+        return Ok(vec![encode(encoder, raw)?]);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = encoders
+            .iter_mut()
+            .zip(raws)
+            .map(|(encoder, raw)| scope.spawn(move || encode(encoder, raw)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 fn created_unix() -> u64 {
