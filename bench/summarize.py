@@ -13,7 +13,7 @@ rows = OrderedDict()
 labels = {}
 per_round = defaultdict(dict)
 failed = defaultdict(int)
-order = ["bascule-raw", "bascule-zstd", "bascule-raw-full", "bascule-zstd-full", "bascule-stdin", "dd", "zstd-dd", "rauc-plain", "rauc-zstd", "swu-raw", "swu-zstd"]
+order = ["bascule-raw", "bascule-zstd", "bascule-raw-full", "bascule-zstd-full", "bascule-stdin", "bascule-xz", "dd", "zstd-dd", "rauc-plain", "rauc-zstd", "swu-raw", "swu-zstd"]
 for r in csv.DictReader(open(path)):
     labels[r["method"]] = r["label"]
     if r["ok"] != "1":
@@ -39,7 +39,7 @@ for m in failed:
     if m not in rows:
         print(f"{labels[m]:30s}  0  all {failed[m]} runs failed")
 
-bascule = [m for m in ("bascule-raw", "bascule-zstd", "bascule-raw-full", "bascule-zstd-full", "bascule-stdin") if m in med]
+bascule = [m for m in ("bascule-raw", "bascule-zstd", "bascule-raw-full", "bascule-zstd-full", "bascule-stdin", "bascule-xz") if m in med]
 peers = [m for m in methods if not m.startswith("bascule-")]
 if bascule and peers:
     print()
