@@ -48,7 +48,7 @@ fn write_image(path: &Path, len: u64, seed: u64) {
     while left > 0 {
         let n = left.min(SEGMENT as u64) as usize;
         let r = rng.next_u64();
-        if r % 5 == 0 {
+        if r.is_multiple_of(5) {
             segment.fill(0);
         } else {
             segment.copy_from_slice(&pool[(r >> 8) as usize % POOL]);

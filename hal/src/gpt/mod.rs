@@ -442,7 +442,7 @@ impl<D: BlockDevice> GptAttrEnv<D> {
         my_lba: u64,
     ) -> Result<(), HalError> {
         let ss = self.sector_size;
-        let whole = entries.len() as u64 % ss == 0;
+        let whole = (entries.len() as u64).is_multiple_of(ss);
         if whole && entries_lba * ss + entries.len() as u64 == my_lba * ss {
             return self
                 .dev

@@ -313,7 +313,7 @@ pub fn find_sector_size<D: BlockDevice>(dev: &mut D) -> Result<Option<u64>, HalE
     let mut sig = [0u8; 8];
     for at_end in [false, true] {
         for ss in [512u64, 4096] {
-            if dev.len() < 2 * ss || dev.len() % ss != 0 {
+            if dev.len() < 2 * ss || !dev.len().is_multiple_of(ss) {
                 continue;
             }
             let lba = if at_end { dev.len() / ss - 1 } else { 1 };
