@@ -21,6 +21,7 @@ pub mod format;
 mod keys;
 mod manifest;
 mod reader;
+mod sha256x2;
 mod xz;
 
 #[cfg(test)]
@@ -38,7 +39,10 @@ pub use manifest::{
     max_stored_len, ChunkEntry, ChunkRef, Compression, ImageEntry, Manifest, MAX_CHUNK_SIZE,
     MAX_IMAGES, MAX_STRING_LEN, MIN_CHUNK_SIZE,
 };
-pub use reader::{decode_chunk, verify_raw_chunk, BundleReader, ChunkBuf, ImageHasher};
+pub use reader::{
+    check_chunks, decode_chunk, decode_chunk_unchecked, raw_chunk_unchecked, verify_raw_chunk,
+    BundleReader, ChunkBuf, ImageHasher, UncheckedChunk,
+};
 
 /// Everything that can go wrong creating, authenticating or reading a bundle.
 ///

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::format::{parse_header, Header, HEADER_LEN, KEY_ID_LEN};
 use super::keys::{KeyId, Keyring};
 use super::manifest::{ChunkRef, Compression, ImageEntry, Manifest};
+use super::sha256x2::sha256_pair;
 use super::{hex, sha256, BundleError};
 
 /// A bundle whose header and manifest have been read and checked; the payload follows.
@@ -247,6 +248,42 @@ pub fn decode_chunk(
     stored: &[u8],
     out: &mut impl ChunkBuf,
 ) -> Result<(), BundleError> {
+    let pending = decode_chunk_unchecked(entry, image, chunk, stored, out)?;
+    check_chunks((&pending, out), None)
+}
+
+/// Checks an uncompressed chunk in place (no copy): its length and SHA-256 against
+/// the signed manifest. For images stored without compression, where the stored
+/// bytes are the raw bytes.
+pub fn verify_raw_chunk(
+    entry: &ImageEntry,
+    image: usize,
+    chunk: &ChunkRef,
+    raw: &[u8],
+) -> Result<(), BundleError> {
+    let pending = raw_chunk_unchecked(entry, image, chunk, raw)?;
+    check_chunks((&pending, raw), None)
+}
+
+/// A chunk whose raw bytes passed every check but their SHA-256: made only by
+/// [`decode_chunk_unchecked`] and [`raw_chunk_unchecked`], consumed by [`check_chunks`].
+#[derive(Debug)]
+pub struct UncheckedChunk<'m> {
+    entry: &'m ImageEntry,
+    image: usize,
+    /// From the signed manifest, not from the caller's ChunkRef.
+    expected: ChunkRef,
+}
+
+/// [`decode_chunk`] without its SHA-256 check, so that two chunks can be hashed at
+/// once by [`check_chunks`].
+pub fn decode_chunk_unchecked<'m>(
+    entry: &'m ImageEntry,
+    image: usize,
+    chunk: &ChunkRef,
+    stored: &[u8],
+    out: &mut impl ChunkBuf,
+) -> Result<UncheckedChunk<'m>, BundleError> {
     let fail = |message: String| BundleError::ChunkDecompress {
         image,
         index: chunk.index,
@@ -295,18 +332,21 @@ pub fn decode_chunk(
         }
         Compression::Xz => super::xz::decompress(stored, out, entry.chunk_size).map_err(fail)?,
     }
-    check_chunk_hash(entry, image, &expected, out)
+    Ok(UncheckedChunk {
+        entry,
+        image,
+        expected,
+    })
 }
 
-/// Checks an uncompressed chunk in place (no copy): its length and SHA-256 against
-/// the signed manifest. For images stored without compression, where the stored
-/// bytes are the raw bytes.
-pub fn verify_raw_chunk(
-    entry: &ImageEntry,
+/// [`verify_raw_chunk`] without its SHA-256 check, so that two chunks can be hashed
+/// at once by [`check_chunks`].
+pub fn raw_chunk_unchecked<'m>(
+    entry: &'m ImageEntry,
     image: usize,
     chunk: &ChunkRef,
     raw: &[u8],
-) -> Result<(), BundleError> {
+) -> Result<UncheckedChunk<'m>, BundleError> {
     let Some(expected) = entry.chunk_ref(image, chunk.index) else {
         return Err(BundleError::ChunkDecompress {
             image,
@@ -326,21 +366,36 @@ pub fn verify_raw_chunk(
             ),
         });
     }
-    check_chunk_hash(entry, image, &expected, raw)
+    Ok(UncheckedChunk {
+        entry,
+        image,
+        expected,
+    })
 }
 
-fn check_chunk_hash(
-    entry: &ImageEntry,
-    image: usize,
-    chunk: &ChunkRef,
-    raw: &[u8],
+/// Checks one or two chunks' raw bytes against their signed SHA-256, hashing two at
+/// once ([`sha256_pair`]); a mismatch names the first chunk that fails.
+pub fn check_chunks(
+    first: (&UncheckedChunk, &[u8]),
+    second: Option<(&UncheckedChunk, &[u8])>,
 ) -> Result<(), BundleError> {
-    if sha256(raw) != entry.chunks[chunk.index as usize].sha256 {
-        return Err(BundleError::ChunkHashMismatch {
-            image,
-            index: chunk.index,
-            offset: chunk.offset,
-        });
+    let digests = match &second {
+        Some((_, raw)) => {
+            let (a, b) = sha256_pair(first.1, raw);
+            [a, b]
+        }
+        None => [sha256(first.1); 2],
+    };
+    for ((chunk, raw), digest) in [Some(first), second].into_iter().flatten().zip(digests) {
+        let expected = &chunk.expected;
+        let signed = &chunk.entry.chunks[expected.index as usize].sha256;
+        if raw.len() != expected.raw_len as usize || digest != *signed {
+            return Err(BundleError::ChunkHashMismatch {
+                image: chunk.image,
+                index: expected.index,
+                offset: expected.offset,
+            });
+        }
     }
     Ok(())
 }

@@ -27,7 +27,8 @@ use super::engine::{SlotDevices, Verify};
 use super::progress::Progress;
 use super::InstallError;
 use crate::bundle::{
-    decode_chunk, verify_raw_chunk, BundleReader, ChunkRef, Compression, ImageHasher, Manifest,
+    check_chunks, decode_chunk_unchecked, raw_chunk_unchecked, BundleReader, ChunkRef, Compression,
+    ImageHasher, Manifest, UncheckedChunk,
 };
 
 /// Chunks in flight on each channel.
@@ -219,35 +220,48 @@ fn read_stage<R: Read>(
     Ok(())
 }
 
-impl Run<'_> {
-    /// A check worker: decodes each chunk it is dealt and checks it against its
-    /// signed SHA-256 before it goes on to be written.
+impl<'m> Run<'m> {
+    /// A check worker: decodes the chunks it is dealt and checks them against their
+    /// signed SHA-256 two at a time (hashing two at once is faster), before they go
+    /// on to be written. Its next chunk is always dealt before the writer needs
+    /// anything this worker holds, so waiting for it cannot stall the pipeline.
     fn check_chunks(
         self,
         input: Receiver<Chunk>,
         out: SyncSender<Chunk>,
         pools: &Pools,
     ) -> Result<(), InstallError> {
-        for Chunk {
-            chunk,
-            bytes: stored,
-        } in input
-        {
-            let entry = &self.manifest.images[chunk.image];
-            let raw = if entry.compression == Compression::None {
-                // Stored bytes are the raw bytes: check them in place, forward them.
-                verify_raw_chunk(entry, chunk.image, &chunk, &stored)?;
-                stored
-            } else {
-                let mut raw = pools.raw.take();
-                decode_chunk(entry, chunk.image, &chunk, &stored, &mut raw)?;
-                pools.stored.give(stored);
-                raw
-            };
-            out.send(Chunk { chunk, bytes: raw })
-                .map_err(|_| InstallError::Stopped)?;
+        let mut input = input.into_iter();
+        while let Some(first) = input.next() {
+            let second = input.next();
+            let (first, first_check) = self.decode(first, pools)?;
+            let second = second.map(|c| self.decode(c, pools)).transpose()?;
+            let second_check = second.as_ref().map(|(c, check)| (check, &c.bytes[..]));
+            check_chunks((&first_check, &first.bytes), second_check)?;
+            for chunk in [Some(first), second.map(|(c, _)| c)].into_iter().flatten() {
+                out.send(chunk).map_err(|_| InstallError::Stopped)?;
+            }
         }
         Ok(())
+    }
+
+    /// A chunk's raw bytes, decoded where the image is compressed; not yet hashed.
+    fn decode(
+        self,
+        stored: Chunk,
+        pools: &Pools,
+    ) -> Result<(Chunk, UncheckedChunk<'m>), InstallError> {
+        let Chunk { chunk, bytes } = stored;
+        let entry = &self.manifest.images[chunk.image];
+        if entry.compression == Compression::None {
+            // Stored bytes are the raw bytes: check them in place, forward them.
+            let check = raw_chunk_unchecked(entry, chunk.image, &chunk, &bytes)?;
+            return Ok((Chunk { chunk, bytes }, check));
+        }
+        let mut raw = pools.raw.take();
+        let check = decode_chunk_unchecked(entry, chunk.image, &chunk, &bytes, &mut raw)?;
+        pools.stored.give(bytes);
+        Ok((Chunk { chunk, bytes: raw }, check))
     }
 
     fn write_stage(
