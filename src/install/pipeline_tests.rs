@@ -147,3 +147,22 @@ fn a_damaged_chunk_fails_whichever_worker_checks_it() {
         }
     }
 }
+
+/// The check workers' lower priority is theirs alone: the thread that calls it gets
+/// nicer, the rest of the process does not.
+#[test]
+fn only_the_worker_thread_gets_nicer() {
+    fn niceness() -> i32 {
+        // SAFETY: getpriority takes integers; `who = 0` is the calling thread on Linux.
+        unsafe { nix::libc::getpriority(nix::libc::PRIO_PROCESS, 0) }
+    }
+    let before = niceness();
+    let in_worker = std::thread::spawn(move || {
+        lower_this_threads_priority();
+        niceness()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(in_worker, (before + WORKER_NICENESS).min(19));
+    assert_eq!(niceness(), before);
+}
