@@ -170,7 +170,9 @@ impl BlockDevice for FileBlock {
         check_range(&self.name(), offset, buf.len(), self.len)?;
         let pos = self.base + offset;
         let aligned_len = match self.direct {
-            Some(_) if pos.is_multiple_of(DIRECT_ALIGN as u64) => buf.len() - buf.len() % DIRECT_ALIGN,
+            Some(_) if pos.is_multiple_of(DIRECT_ALIGN as u64) => {
+                buf.len() - buf.len() % DIRECT_ALIGN
+            }
             _ => 0,
         };
         let (head, tail) = buf.split_at(aligned_len);
