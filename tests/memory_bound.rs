@@ -159,6 +159,11 @@ fn large_zstd_install_stays_under_32_mib() {
 }
 
 #[test]
+fn large_xz_install_stays_under_32_mib() {
+    install_large("xz");
+}
+
+#[test]
 fn large_uncompressed_install_stays_under_32_mib() {
     install_large("none");
 }

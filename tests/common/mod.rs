@@ -93,6 +93,9 @@ pub struct BundleOpts {
     pub version: String,
     pub compatible: String,
     pub compress: &'static str,
+    /// xz preset: 1 by default, fast to build in a debug binary (decoding needs the
+    /// same memory at any preset, since the dictionary is one chunk).
+    pub xz_level: u32,
     pub chunk_size: u32,
     pub security_version: u32,
     /// Secret key; `None` means the fixture's key.
@@ -106,6 +109,7 @@ impl Default for BundleOpts {
             version: "2.0.0".into(),
             compatible: COMPATIBLE.into(),
             compress: "zstd",
+            xz_level: 1,
             chunk_size: 64 << 10,
             security_version: 0,
             key: None,
@@ -472,6 +476,8 @@ size = {size}
             &image_arg,
             "--compress",
             opts.compress,
+            "--xz-level",
+            &opts.xz_level.to_string(),
             "--chunk-size",
             &opts.chunk_size.to_string(),
             "--security-version",
