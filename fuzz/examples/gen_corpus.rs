@@ -47,6 +47,7 @@ fn bundles() {
     let seeds = [
         ("none-1", bundle(dir.path(), "none-1", &[5000], Compression::None)),
         ("zstd-2", bundle(dir.path(), "zstd-2", &[9000, 100], Compression::Zstd)),
+        ("xz-2", bundle(dir.path(), "xz-2", &[9000, 100], Compression::Xz)),
         ("empty-image", bundle(dir.path(), "empty", &[0, 4096], Compression::None)),
     ];
     for (name, bytes) in &seeds {
