@@ -16,6 +16,7 @@
 //!   against its SHA-256 ([`decode_chunk`]), every image against its size and SHA-256
 //!   ([`ImageHasher`]).
 
+mod chunk;
 mod create;
 pub mod format;
 mod keys;
@@ -29,6 +30,10 @@ mod tests;
 
 use std::path::PathBuf;
 
+pub use chunk::{
+    check_chunks, decode_chunk, decode_chunk_unchecked, raw_chunk_unchecked, verify_raw_chunk,
+    ChunkBuf, UncheckedChunk,
+};
 pub use create::{create_bundle, CreateOptions};
 pub use format::{
     parse_header, Header, FEATURES_KNOWN, FEATURE_XZ, FORMAT_VERSION, HEADER_LEN, MAGIC,
@@ -39,10 +44,7 @@ pub use manifest::{
     max_stored_len, ChunkEntry, ChunkRef, Compression, ImageEntry, Manifest, MAX_CHUNK_SIZE,
     MAX_IMAGES, MAX_STRING_LEN, MIN_CHUNK_SIZE,
 };
-pub use reader::{
-    check_chunks, decode_chunk, decode_chunk_unchecked, raw_chunk_unchecked, verify_raw_chunk,
-    BundleReader, ChunkBuf, ImageHasher, UncheckedChunk,
-};
+pub use reader::{BundleReader, ImageHasher};
 
 /// Everything that can go wrong creating, authenticating or reading a bundle.
 ///

@@ -12,7 +12,7 @@
 //!
 //! Any failure after step 3 leaves the target marked unbootable, never pending; the
 //! booted slot is never opened for writing. Steps 4 and 5 are the
-//! [`super::pipeline`] (read, decode + chunk check on one worker per core, write,
+//! `pipeline` (read, decode + chunk check on one worker per core, write,
 //! image check) over bounded channels, so memory stays a few chunks whatever the
 //! image size.
 use std::io::Read;
