@@ -4,6 +4,7 @@
 //! [`plan`] is pure (manifest + device state → plan or refusal); [`engine`] is the
 //! single driver that does I/O, over `hal` traits; [`lock`] keeps two installs from
 //! running at once; [`progress`] renders progress for people and machines.
+mod buffers;
 pub mod engine;
 pub mod lock;
 mod pipeline;

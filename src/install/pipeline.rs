@@ -20,11 +20,11 @@
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
 
 use bascule_hal::{AlignedBuf, BlockDevice};
 use bascule_partitions::SlotName;
 
+use super::buffers::Pools;
 use super::engine::{SlotDevices, Verify};
 use super::progress::Progress;
 use super::InstallError;
@@ -74,66 +74,6 @@ impl IntoIterator for Pair {
     }
 }
 
-/// Spare buffers, so that chunks after the first few allocate nothing.
-struct BufferPool {
-    spare: Mutex<Vec<AlignedBuf>>,
-    keep: usize,
-}
-
-impl BufferPool {
-    fn new(keep: usize) -> Self {
-        BufferPool {
-            spare: Mutex::new(Vec::new()),
-            keep,
-        }
-    }
-
-    /// A spare buffer, or a new empty one.
-    fn take(&self) -> AlignedBuf {
-        self.spare
-            .lock()
-            .ok()
-            .and_then(|mut spare| spare.pop())
-            .unwrap_or_default()
-    }
-
-    /// Keeps `buf` for reuse, or frees it when the pool is full.
-    fn give(&self, buf: AlignedBuf) {
-        if let Ok(mut spare) = self.spare.lock() {
-            if spare.len() < self.keep {
-                spare.push(buf);
-            }
-        }
-    }
-}
-
-/// The two pools: stored bytes as read from the bundle, and decompressed bytes.
-/// An uncompressed chunk's stored bytes are its raw bytes and go back to `stored`.
-struct Pools {
-    stored: BufferPool,
-    raw: BufferPool,
-}
-
-impl Pools {
-    fn for_workers(workers: usize) -> Self {
-        // Every buffer that can be in flight at once: the pairs queued to, held by and
-        // queued from each worker, the last stage's channel, and the chunks in the
-        // hands of the reader, the writer and the last stage.
-        let keep = 2 * (2 * PAIR_DEPTH + 1) * workers + DEPTH + 5;
-        Pools {
-            stored: BufferPool::new(keep),
-            raw: BufferPool::new(keep),
-        }
-    }
-
-    fn recycle(&self, compression: Compression, bytes: AlignedBuf) {
-        match compression {
-            Compression::None => self.stored.give(bytes),
-            Compression::Zstd | Compression::Xz => self.raw.give(bytes),
-        }
-    }
-}
-
 /// Check workers for this machine: one per core, at least two, at most [`MAX_WORKERS`].
 fn default_workers() -> usize {
     std::thread::available_parallelism()
@@ -178,7 +118,10 @@ impl Run<'_> {
         let (to_workers, worker_inputs) = channels(self.workers, PAIR_DEPTH);
         let (from_workers, worker_outputs) = channels(self.workers, PAIR_DEPTH);
         let (written_tx, written_rx) = sync_channel::<Chunk>(DEPTH);
-        let pools = Pools::for_workers(self.workers);
+        // Every buffer that can be in flight at once: the pairs queued to, held by and
+        // queued from each worker, the last stage's channel, and the chunks in the
+        // hands of the reader, the writer and the last stage.
+        let pools = Pools::new(2 * (2 * PAIR_DEPTH + 1) * self.workers + DEPTH + 5);
         // Bytes verified and handed to the slot: what progress reports.
         let written = AtomicU64::new(0);
         let (pools, written_ref) = (&pools, &written);
