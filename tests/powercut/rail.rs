@@ -23,6 +23,8 @@ use bascule_hal::block::{cut_plans, BlockOp, Tear};
 use bascule_hal::env::{EnvFiles, MemFiles};
 use bascule_hal::{BlockDevice, CutPlan, FaultyBlock, HalError};
 
+use super::cut_plans::{file_plans, sampled_plans, tear_key};
+
 /// One cut of a whole board: the global operation index and how much of it lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RailCut {
@@ -171,7 +173,8 @@ impl PowerRail {
     /// and sorted, plus the cut after the last operation. A device's are
     /// [`cut_plans`]; `full == false` keeps, per operation, the plain cut, one torn
     /// prefix that ends mid-sector and one sector tear (even sectors land). A
-    /// directory's are [`file_plans`].
+    /// directory's are [`file_plans`]. The default subset ([`sampled_plans`]) and
+    /// [`file_plans`] are in tests/powercut/cut_plans.rs.
     pub fn plans(&self, full: bool, prefix_step: u64, sector: u32) -> Vec<RailCut> {
         let board = self.lock();
         let mut out = Vec::new();
@@ -206,71 +209,6 @@ impl PowerRail {
         out.sort_by_key(|c| (c.at, tear_key(c.tear)));
         out
     }
-}
-
-/// A fixed order of tears for stable reports.
-fn tear_key(tear: Tear) -> (u8, u64) {
-    match tear {
-        Tear::None => (0, 0),
-        Tear::Prefix(n) => (1, n),
-        Tear::Sectors { landed, .. } => (2, landed),
-    }
-}
-
-/// The default subset: per operation, nothing lands; for a write, also a prefix that
-/// ends mid-sector and the even sectors; for a sync with pending bytes, the even
-/// dirty sectors.
-fn sampled_plans(ops: &[BlockOp], sector: u32) -> Vec<CutPlan> {
-    let mut plans = Vec::new();
-    let mut pending = 0u64;
-    for (i, op) in ops.iter().enumerate() {
-        let at = i as u64;
-        plans.push(CutPlan::before(at));
-        let bytes = match *op {
-            BlockOp::Write { len, .. } => {
-                pending += len;
-                if len > 1 {
-                    plans.push(CutPlan::torn_prefix(at, len / 2 + u64::from(sector) / 3));
-                }
-                len
-            }
-            BlockOp::Sync => std::mem::take(&mut pending),
-        };
-        if bytes > u64::from(sector) {
-            plans.push(CutPlan::torn_sectors(at, sector, 0x5555_5555_5555_5555));
-        }
-    }
-    plans
-}
-
-/// A directory's cut plans, in `MemFiles`'s terms (hal/src/env/files.rs), per
-/// operation: the plain cut (nothing of it lands; unsynced content and entries are
-/// lost); for a `write`, torn prefixes that land in the file's durable content (the
-/// default run one that ends mid-sector, the full run every `prefix_step` bytes); for
-/// a `rename`, the journal committing it before the directory sync. A cut `sync_file`
-/// or `sync_dir` lands nothing in `MemFiles`, so it has no other variant.
-fn file_plans(ops: &[&FileOp], full: bool, prefix_step: u64, sector: u32) -> Vec<CutPlan> {
-    let mut plans = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        let at = i as u64;
-        plans.push(CutPlan::before(at));
-        match op {
-            FileOp::Write { len, .. } if full => {
-                let step = prefix_step.max(1);
-                let mut n = step;
-                while n < *len {
-                    plans.push(CutPlan::torn_prefix(at, n));
-                    n += step;
-                }
-            }
-            FileOp::Write { len, .. } if *len > 1 => {
-                plans.push(CutPlan::torn_prefix(at, len / 2 + u64::from(sector) / 3));
-            }
-            FileOp::Rename { .. } => plans.push(CutPlan::torn_prefix(at, 1)),
-            _ => {}
-        }
-    }
-    plans
 }
 
 /// A handle on one device of a [`PowerRail`]: every operation goes through the rail.
@@ -449,49 +387,4 @@ impl EnvFiles for RailFiles {
     fn path_of(&self, name: &str) -> String {
         self.rail.lock().devices[self.index].files().path_of(name)
     }
-}
-
-/// A cut plan as text for reports: "op 37 (dev 1 write @0x9000+4096), torn prefix 2218".
-pub fn describe(cut: &RailCut, ops: &[RailOp], names: &[&str]) -> String {
-    let what = match ops.get(cut.at as usize) {
-        None => "after the last operation".to_string(),
-        Some(RailOp { device, op }) => {
-            let name = names[*device];
-            match op {
-                Op::Block(BlockOp::Write { offset, len }) => {
-                    format!("{name} write @{offset:#x}+{len}")
-                }
-                Op::Block(BlockOp::Sync) => format!("{name} sync"),
-                Op::File(FileOp::Write { name: file, len }) => {
-                    format!("{name}: write {file} ({len} bytes)")
-                }
-                Op::File(FileOp::SyncFile { name: file }) => format!("{name}: fsync {file}"),
-                Op::File(FileOp::Rename { from, to }) => {
-                    format!("{name}: rename {from} over {to}")
-                }
-                Op::File(FileOp::SyncDir) => format!("{name}: fsync of the directory"),
-            }
-        }
-    };
-    let is_rename = matches!(
-        ops.get(cut.at as usize),
-        Some(RailOp {
-            op: Op::File(FileOp::Rename { .. }),
-            ..
-        })
-    );
-    let tear = match cut.tear {
-        Tear::None => "nothing of it lands".to_string(),
-        Tear::Prefix(n) if n > 0 && is_rename => {
-            "the journal committed the rename, the directory was not synced".to_string()
-        }
-        Tear::Prefix(n) => format!("torn: first {n} bytes land"),
-        Tear::Sectors {
-            sector_size,
-            landed,
-        } => {
-            format!("torn: {sector_size}-byte sectors {landed:#x} land")
-        }
-    };
-    format!("cut at op {} ({what}), {tear}", cut.at)
 }
