@@ -81,13 +81,7 @@ pub fn decode_chunk_unchecked<'m>(
         index: chunk.index,
         message,
     };
-    // Lengths come from the signed manifest, not from the caller's ChunkRef.
-    let Some(expected) = entry.chunk_ref(image, chunk.index) else {
-        return Err(fail(format!(
-            "the image has only {} chunks",
-            entry.chunks.len()
-        )));
-    };
+    let expected = signed_chunk(entry, image, chunk)?;
     let raw_len = expected.raw_len as usize;
     if stored.len() != expected.stored_len as usize {
         return Err(fail(format!(
@@ -139,13 +133,7 @@ pub fn raw_chunk_unchecked<'m>(
     chunk: &ChunkRef,
     raw: &[u8],
 ) -> Result<UncheckedChunk<'m>, BundleError> {
-    let Some(expected) = entry.chunk_ref(image, chunk.index) else {
-        return Err(BundleError::ChunkDecompress {
-            image,
-            index: chunk.index,
-            message: format!("the image has only {} chunks", entry.chunks.len()),
-        });
-    };
+    let expected = signed_chunk(entry, image, chunk)?;
     if entry.compression != Compression::None || raw.len() != expected.raw_len as usize {
         return Err(BundleError::ChunkDecompress {
             image,
@@ -163,6 +151,22 @@ pub fn raw_chunk_unchecked<'m>(
         image,
         expected,
     })
+}
+
+/// The chunk as the signed manifest describes it: lengths and offset never come from
+/// the caller's [`ChunkRef`], only its index does.
+fn signed_chunk(
+    entry: &ImageEntry,
+    image: usize,
+    chunk: &ChunkRef,
+) -> Result<ChunkRef, BundleError> {
+    entry
+        .chunk_ref(image, chunk.index)
+        .ok_or_else(|| BundleError::ChunkDecompress {
+            image,
+            index: chunk.index,
+            message: format!("the image has only {} chunks", entry.chunks.len()),
+        })
 }
 
 /// Checks one or two chunks' raw bytes against their signed SHA-256, hashing two at

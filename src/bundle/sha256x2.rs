@@ -48,10 +48,7 @@ fn finish(mut state: [u32; 8], done: usize, rest: &[u8]) -> [u8; 32] {
 
 /// Runs `sha2`'s compression function over `blocks` (a multiple of 64 bytes).
 fn compress(state: &mut [u32; 8], blocks: &[u8]) {
-    // SAFETY: `[u8; 64]` has alignment 1 and no padding, and exactly
-    // `blocks.len() / 64` of them lie inside `blocks`.
-    let blocks: &[[u8; 64]] =
-        unsafe { core::slice::from_raw_parts(blocks.as_ptr().cast(), blocks.len() / 64) };
+    let (blocks, _) = blocks.as_chunks::<64>();
     sha2::block_api::compress256(state, blocks);
 }
 

@@ -197,14 +197,10 @@ fn read_stage<R: Read>(
             return Ok(());
         };
         let second = next()?;
-        let last = second.is_none();
         worker
             .send(Pair { first, second })
             .map_err(|_| InstallError::Stopped)?;
         progress.advance(written.load(Ordering::Relaxed));
-        if last {
-            return Ok(());
-        }
     }
     Ok(())
 }
