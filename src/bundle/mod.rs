@@ -26,7 +26,7 @@ mod sha256x2;
 mod xz;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::PathBuf;
 

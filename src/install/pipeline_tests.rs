@@ -4,52 +4,18 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use bascule_hal::FileBlock;
-use ed25519_dalek::SigningKey;
 
 use super::*;
-use crate::bundle::{create_bundle, BundleError, CreateOptions, Keyring};
+use crate::bundle::tests::{build, key, ring, Built, CS};
+use crate::bundle::BundleError;
 use crate::install::NoProgress;
 
-const CS: u32 = 4096;
 /// Two images: seven chunks (the last one short), and three.
 const SIZES: [usize; 2] = [6 * CS as usize + 100, 3 * CS as usize];
 
-fn key() -> SigningKey {
-    SigningKey::from_bytes(&[7; 32])
-}
-
-/// Bytes that differ from chunk to chunk, so a chunk out of place shows.
-fn image(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i / CS as usize) as u8 ^ (i as u8).wrapping_mul(31) ^ seed)
-        .collect()
-}
-
-/// A bundle of the [`SIZES`] images, and the images.
-fn bundle(dir: &Path, compression: Compression) -> (Vec<u8>, Vec<Vec<u8>>) {
-    let mut images = Vec::new();
-    let mut paths = Vec::new();
-    for (i, len) in SIZES.into_iter().enumerate() {
-        let data = image(len, i as u8);
-        let path = dir.join(format!("img{i}"));
-        std::fs::write(&path, &data).unwrap();
-        images.push(data);
-        paths.push((format!("class{i}"), path));
-    }
-    let opts = CreateOptions {
-        version: semver::Version::new(1, 0, 0),
-        compatible: "test".into(),
-        security_version: 0,
-        build_id: String::new(),
-        images: paths,
-        compression,
-        chunk_size: CS,
-        zstd_level: 1,
-        xz_level: 6,
-    };
-    let out = dir.join("b.bundle");
-    create_bundle(&opts, &key(), &out).unwrap();
-    (std::fs::read(out).unwrap(), images)
+/// A bundle of the [`SIZES`] images (classes `class0`, `class1`), signed with `key(7)`.
+fn bundle(dir: &Path, compression: Compression) -> Built {
+    build(dir, &SIZES, compression, &key(7))
 }
 
 /// One file per slot class in a directory.
@@ -89,8 +55,7 @@ fn run(
     verify: Verify,
     slots: &mut DirSlots,
 ) -> Result<(), InstallError> {
-    let keyring = Keyring::from_keys([key().verifying_key()]);
-    let mut reader = BundleReader::open(Cursor::new(bytes), &keyring)?;
+    let mut reader = BundleReader::open(Cursor::new(bytes), &ring(&[&key(7)]))?;
     let manifest = reader.manifest().clone();
     let run = Run {
         manifest: &manifest,
@@ -105,7 +70,7 @@ fn run(
 fn every_worker_count_writes_every_chunk_in_place() {
     let dir = tempfile::tempdir().unwrap();
     for compression in [Compression::None, Compression::Zstd, Compression::Xz] {
-        let (bytes, images) = bundle(dir.path(), compression);
+        let Built { bytes, images, .. } = bundle(dir.path(), compression);
         for workers in 1..=MAX_WORKERS {
             for verify in [Verify::Chunks, Verify::Full] {
                 let mut slots = DirSlots {
@@ -125,7 +90,7 @@ fn every_worker_count_writes_every_chunk_in_place() {
 #[test]
 fn a_damaged_chunk_fails_whichever_worker_checks_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (bytes, _) = bundle(dir.path(), Compression::None);
+    let bytes = bundle(dir.path(), Compression::None).bytes;
     let payload: usize = SIZES.iter().sum();
     let payload_start = bytes.len() - payload;
     for workers in 1..=3 {

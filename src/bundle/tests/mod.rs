@@ -8,13 +8,13 @@ use super::*;
 
 mod damage;
 
-pub(super) const CS: u32 = 4096;
+pub(crate) const CS: u32 = 4096;
 
-pub(super) fn key(seed: u8) -> SigningKey {
+pub(crate) fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
 
-pub(super) fn ring(keys: &[&SigningKey]) -> Keyring {
+pub(crate) fn ring(keys: &[&SigningKey]) -> Keyring {
     Keyring::from_keys(keys.iter().map(|k| k.verifying_key()))
 }
 
@@ -35,13 +35,13 @@ pub(super) fn image_bytes(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-pub(super) struct Built {
-    pub(super) bytes: Vec<u8>,
-    pub(super) manifest: Manifest,
-    pub(super) images: Vec<Vec<u8>>,
+pub(crate) struct Built {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) manifest: Manifest,
+    pub(crate) images: Vec<Vec<u8>>,
 }
 
-pub(super) fn build(
+pub(crate) fn build(
     dir: &Path,
     sizes: &[usize],
     compression: Compression,
