@@ -325,27 +325,11 @@ fn bundles_are_reproducible_with_source_date_epoch() {
     let fx = Fixture::new();
     let image = fx.image(IMAGE_LEN, 3);
     for compress in ["none", "zstd", "xz"] {
+        let opts = BundleOpts::default().compress(compress);
         let create = |out: &str| {
             let out = fx.path(out);
             let run = fx
-                .cmd(&[
-                    "bundle",
-                    "create",
-                    "--key",
-                    &fx.key.display().to_string(),
-                    "--version",
-                    "1.2.3",
-                    "--compatible",
-                    "test-board",
-                    "--image",
-                    &format!("rootfs={}", image.display()),
-                    "--compress",
-                    compress,
-                    "--chunk-size",
-                    "65536",
-                    "--out",
-                    &out.display().to_string(),
-                ])
+                .bundle_cmd(&image, &opts, &out)
                 .env("SOURCE_DATE_EPOCH", "1700000000")
                 .output()
                 .expect("spawn bascule");

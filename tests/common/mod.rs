@@ -23,6 +23,9 @@ use bascule_hal::EnvVars;
 use bascule_partitions::SlotName;
 use sha2::{Digest, Sha256};
 
+mod bundle_opts;
+pub use bundle_opts::BundleOpts;
+
 /// The `compatible` string of the test device.
 pub const COMPATIBLE: &str = "bascule-test-board";
 /// Default slot size: 4 MiB.
@@ -83,64 +86,6 @@ impl Run {
                 self.stderr
             );
         }
-        self
-    }
-}
-
-/// Options for `bascule bundle create`.
-#[derive(Debug, Clone)]
-pub struct BundleOpts {
-    pub version: String,
-    pub compatible: String,
-    pub compress: &'static str,
-    /// xz preset: 1 by default, fast to build in a debug binary (decoding needs the
-    /// same memory at any preset, since the dictionary is one chunk).
-    pub xz_level: u32,
-    pub chunk_size: u32,
-    pub security_version: u32,
-    /// Secret key; `None` means the fixture's key.
-    pub key: Option<PathBuf>,
-    pub class: String,
-}
-
-impl Default for BundleOpts {
-    fn default() -> Self {
-        BundleOpts {
-            version: "2.0.0".into(),
-            compatible: COMPATIBLE.into(),
-            compress: "zstd",
-            xz_level: 1,
-            chunk_size: 64 << 10,
-            security_version: 0,
-            key: None,
-            class: "rootfs".into(),
-        }
-    }
-}
-
-impl BundleOpts {
-    pub fn version(mut self, v: &str) -> Self {
-        self.version = v.into();
-        self
-    }
-    pub fn compress(mut self, c: &'static str) -> Self {
-        self.compress = c;
-        self
-    }
-    pub fn secver(mut self, n: u32) -> Self {
-        self.security_version = n;
-        self
-    }
-    pub fn compatible(mut self, c: &str) -> Self {
-        self.compatible = c.into();
-        self
-    }
-    pub fn key(mut self, k: &Path) -> Self {
-        self.key = Some(k.to_path_buf());
-        self
-    }
-    pub fn chunk_size(mut self, n: u32) -> Self {
-        self.chunk_size = n;
         self
     }
 }
@@ -461,32 +406,17 @@ size = {size}
             "bundles/{n}-{}-{}.bundle",
             opts.version, opts.compress
         ));
-        let key = opts.key.clone().unwrap_or_else(|| self.key.clone());
-        let image_arg = format!("{}={}", opts.class, image.display());
-        self.run(&[
-            "bundle",
-            "create",
-            "--key",
-            &key.display().to_string(),
-            "--version",
-            &opts.version,
-            "--compatible",
-            &opts.compatible,
-            "--image",
-            &image_arg,
-            "--compress",
-            opts.compress,
-            "--xz-level",
-            &opts.xz_level.to_string(),
-            "--chunk-size",
-            &opts.chunk_size.to_string(),
-            "--security-version",
-            &opts.security_version.to_string(),
-            "--out",
-            &out.display().to_string(),
-        ])
-        .ok();
+        let output = self.bundle_cmd(image, opts, &out).output();
+        Run::from_output(output.expect("spawn bascule")).ok();
         out
+    }
+
+    /// The `bascule bundle create` command that makes `out` from `image` with `opts`
+    /// (the fixture's key unless `opts` names one), not yet run.
+    pub fn bundle_cmd(&self, image: &Path, opts: &BundleOpts, out: &Path) -> Command {
+        let key = opts.key.clone().unwrap_or_else(|| self.key.clone());
+        let args = opts.create_args(&key, image, out);
+        self.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Writes `bytes` as a bundle file named `name` and returns its path.
