@@ -197,7 +197,7 @@ fn spool_image(
     let mut size = 0u64;
     let mut chunks = Vec::new();
     loop {
-        let filled = read_batch(&mut file, &mut batch, opts.chunk_size as usize)
+        let (filled, ended) = read_batch(&mut file, &mut batch, opts.chunk_size as usize)
             .map_err(|e| BundleError::io(ctx(), e))?;
         let encoded = encode_batch(&mut encoders, &batch[..filled])
             .map_err(|e| BundleError::io(format!("compressing {}", path.display()), e))?;
@@ -212,7 +212,7 @@ fn spool_image(
                 stored_len: stored.len() as u32,
             });
         }
-        if filled < batch.len() || batch[filled - 1].len() < opts.chunk_size as usize {
+        if ended {
             break;
         }
     }
@@ -260,20 +260,21 @@ impl ChunkEncoder {
 }
 
 /// Reads up to `batch.len()` chunks of `chunk_size` into `batch`; returns how many
-/// were read. Every chunk but the last one of the image is full.
-fn read_batch(file: &mut File, batch: &mut [Vec<u8>], chunk_size: usize) -> std::io::Result<usize> {
+/// were read and whether the image ended. Every chunk but the last one is full.
+fn read_batch(
+    file: &mut File,
+    batch: &mut [Vec<u8>],
+    chunk_size: usize,
+) -> std::io::Result<(usize, bool)> {
     for (filled, buf) in batch.iter_mut().enumerate() {
         buf.resize(chunk_size, 0);
         let n = read_full(file, buf)?;
         buf.truncate(n);
-        if n == 0 {
-            return Ok(filled);
-        }
         if n < chunk_size {
-            return Ok(filled + 1);
+            return Ok((filled + usize::from(n > 0), true));
         }
     }
-    Ok(batch.len())
+    Ok((batch.len(), false))
 }
 
 /// A chunk's stored bytes (borrowed when stored raw) and the SHA-256 of its raw bytes.
