@@ -1,0 +1,3 @@
+//! The real boot chain: runs Debian's U-Boot (`qemu-system-aarch64 -M virt`) and GRUB
+//! (OVMF on `qemu-system-x86_64`) over boot environments, with the shipped scripts in
+//! `bootloader/`, and compares what they do with what bascule's model predicts.
