@@ -9,6 +9,7 @@ use crate::bundle::{BundleReader, Keyring};
 use crate::device::Device;
 use crate::install::lock::{EnvLock, InstallLock};
 use crate::install::{self, InstallOptions, InstallReport, InstallTarget, Progress};
+use crate::slot::state::NextBoot;
 use crate::slot::{state, BootDecision, BootState, SlotInfo, SlotState};
 use crate::source::open_source;
 use crate::Error;
@@ -56,6 +57,8 @@ pub struct StatusReport {
     pub bootenv: String,
     pub boot_order: Vec<SlotName>,
     pub slots: Vec<SlotInfo>,
+    /// What the bootloader does at the next power-on, if nothing is confirmed first.
+    pub next_boot: NextBoot,
     pub security_floor: u32,
     /// Environment writes one ordinary boot of this state costs (bootloader + confirm).
     pub env_writes_per_boot: u32,
@@ -66,10 +69,13 @@ pub struct StatusReport {
 /// Reads the device's state.
 pub fn status(dev: &mut Device) -> Result<StatusReport, Error> {
     let vars = dev.env.load()?;
-    let boot_state = BootState::read(dev.scheme.as_ref(), &vars)?;
     let (booted, booted_error) = match dev.booted() {
         Ok(slot) => (Some(slot), None),
         Err(err) => (None, Some(err.to_string())),
+    };
+    let boot_state = match booted {
+        Some(slot) => BootState::read_running(dev.scheme.as_ref(), &vars, slot)?,
+        None => BootState::read(dev.scheme.as_ref(), &vars)?,
     };
     let env_writes_per_boot = writes_per_boot(dev, &vars);
     Ok(StatusReport {
@@ -80,6 +86,7 @@ pub fn status(dev: &mut Device) -> Result<StatusReport, Error> {
         bootenv: dev.env.describe(),
         boot_order: boot_state.view.order.clone(),
         slots: boot_state.slots.to_vec(),
+        next_boot: state::predict_next_boot(dev.scheme.as_ref(), &vars),
         security_floor: dev.security_floor()?,
         env_writes_per_boot,
         env: vars,
@@ -91,7 +98,7 @@ pub fn status(dev: &mut Device) -> Result<StatusReport, Error> {
 fn writes_per_boot(dev: &Device, vars: &EnvVars) -> u32 {
     let mut booted_vars = vars.clone();
     let attempts = dev.config.boot.attempts;
-    let bootloader = match dev.scheme.boot(&mut booted_vars, attempts) {
+    let bootloader = match dev.scheme.boot(&mut booted_vars) {
         BootDecision::Boot(slot) => (slot, u32::from(booted_vars != *vars)),
         BootDecision::NoSlotResetCounters => return 1,
     };
@@ -140,15 +147,8 @@ pub fn mark_bad(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, bool
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let vars = dev.env.load()?;
     BootState::read(dev.scheme.as_ref(), &vars)?;
-    let next = state::mark_bad(dev.scheme.as_ref(), &vars, slot);
-    if let Some(next) = &next {
-        let after = BootState::read(dev.scheme.as_ref(), next)?;
-        if !SlotName::ALL.iter().any(|s| after.view.bootable(*s)) {
-            return Err(Error::Refused(format!(
-                "refusing to mark slot {slot} bad: no other slot is bootable, the device would not boot"
-            )));
-        }
-    }
+    let next = state::mark_bad_keeping_one(dev.scheme.as_ref(), &vars, slot, dev.booted().ok())
+        .map_err(|e| Error::Refused(e.to_string()))?;
     let written = match next {
         Some(next) => {
             dev.env.commit(&next)?;
@@ -199,7 +199,7 @@ pub fn simulate_boot(dev: &mut Device) -> Result<BootDecision, Error> {
     }
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let mut vars = dev.env.load()?;
-    let decision = dev.scheme.boot(&mut vars, dev.config.boot.attempts);
+    let decision = dev.scheme.boot(&mut vars);
     dev.env.commit(&vars)?;
     let line = match decision {
         BootDecision::Boot(slot) => {

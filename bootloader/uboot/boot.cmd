@@ -1,8 +1,10 @@
 # bascule A/B boot script for U-Boot (RAUC's variable scheme, so a RAUC device
 # can switch to bascule without changing its bootloader).
 #
-#   BOOT_ORDER   slots to try, first = primary ("A B")
-#   BOOT_x_LEFT  boot attempts left for slot x, plain decimal 0-9
+#   BOOT_ORDER        slots to try, first = primary ("A B")
+#   BOOT_x_LEFT       boot attempts left for slot x, plain decimal 0-9
+#   BASCULE_ATTEMPTS  the attempts a slot gets (written by `bascule init-env` and
+#                     `bascule install`); 3 when missing
 #
 # A slot boots when it is in BOOT_ORDER and its counter is above 0; the counter is
 # decremented and saved before the kernel starts, so a slot that never confirms
@@ -10,14 +12,28 @@
 # Counters stay single decimal digits: setexpr prints hex, which equals decimal
 # below 10 (bascule's config refuses attempts above 9 for this reason).
 #
+# One rule per case; bascule's model (src/slot/scheme.rs, RaucUboot) has the same
+# rules, and qemu/ checks both against the real U-Boot:
+#   BOOT_ORDER missing or empty   -> "A B" (saved)
+#   a word other than A or B      -> skipped ("none" is what bascule writes when no
+#                                    slot is left: an empty order would mean "A B")
+#   BOOT_x_LEFT missing or empty  -> BASCULE_ATTEMPTS, or 3 (saved)
+#   may a slot boot?              -> `test ${BOOT_x_LEFT} -gt 0` (U-Boot reads 0x.. as
+#                                    hex and 0.. as octal there)
+#   it boots                      -> `setexpr` decrements (reads hex, prints hex)
+#   no slot may boot              -> both counters = BASCULE_ATTEMPTS (or 3), saved,
+#                                    board reset
+#
 # Build: mkimage -A arm64 -T script -C none -d boot.cmd boot.scr
 # Board specifics to set in the default environment: bascule_load_A, bascule_load_B
 # (commands that load kernel/dtb of each slot), bascule_root_A, bascule_root_B,
 # default_bootargs, bascule_boot (e.g. "booti ${kernel_addr_r} - ${fdt_addr_r}").
 
+setenv bascule_attempts 3
+test -n "${BASCULE_ATTEMPTS}" && setenv bascule_attempts "${BASCULE_ATTEMPTS}"
 test -n "${BOOT_ORDER}" || setenv BOOT_ORDER "A B"
-test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT 3
-test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT 3
+test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT "${bascule_attempts}"
+test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT "${bascule_attempts}"
 
 setenv bascule_slot
 for BOOT_SLOT in ${BOOT_ORDER}; do
@@ -46,8 +62,8 @@ if test -n "${bascule_slot}"; then
   saveenv
 else
   echo "bascule: no slot has attempts left; resetting counters and the board"
-  setenv BOOT_A_LEFT 3
-  setenv BOOT_B_LEFT 3
+  setenv BOOT_A_LEFT "${bascule_attempts}"
+  setenv BOOT_B_LEFT "${bascule_attempts}"
   saveenv
   reset
 fi

@@ -35,8 +35,21 @@ pub fn status(report: &StatusReport, json: bool) {
             info.slot, info.state
         );
     }
+    println!("next boot:   {}", next_boot(report));
     println!("security floor: {}", report.security_floor);
     println!("env writes per boot: {}", report.env_writes_per_boot);
+}
+
+/// The next power-on in words: which slot, and whether a counter reset comes first.
+fn next_boot(report: &StatusReport) -> String {
+    match (report.next_boot.slot, report.next_boot.after_reset) {
+        (Some(slot), false) => format!("slot {slot}"),
+        (Some(slot), true) => format!(
+            "slot {slot}, after the bootloader finds no slot with a try left, resets the \
+             counters and the board"
+        ),
+        (None, _) => "none: no slot is bootable even after a counter reset".to_string(),
+    }
 }
 
 pub fn marked(what: &str, slot: SlotName, written: bool) {

@@ -3,7 +3,9 @@
 //! Sequence (each step refuses before the next starts):
 //! 1. the bundle reader has already checked the signature and decoded the manifest;
 //! 2. load the boot environment and plan ([`super::plan`]);
-//! 3. commit "target unbootable" to the environment, before its first byte is written;
+//! 3. commit "target unbootable" to the environment, before its first byte is written
+//!    (re-arming the booted slot in the same write; refused when no slot other than
+//!    the target would stay bootable: [`state::begin_install`]);
 //! 4. stream: read stored chunk → decode and check the chunk's SHA-256 against the
 //!    signed manifest → write at the chunk's offset;
 //! 5. per image: every chunk in order and the total length as signed (with
@@ -23,11 +25,11 @@ use bascule_partitions::SlotName;
 
 use super::lock::EnvLock;
 use super::pipeline;
-use super::plan::{plan_install, InstallPlan, PlanInput};
+use super::plan::{plan_install, InstallPlan, PlanError, PlanInput};
 use super::progress::{Phase, Progress};
 use super::InstallError;
 use crate::bundle::{BundleReader, Manifest};
-use crate::slot::{state, BootScheme, BootState};
+use crate::slot::{state, BootScheme};
 
 /// Where the slots are: opens a slot of a class for writing.
 pub trait SlotDevices: Send {
@@ -102,15 +104,19 @@ pub fn install<R: Read>(
     progress: &mut dyn Progress,
 ) -> Result<InstallReport, InstallError> {
     let vars = dev.env.load().map_err(InstallError::EnvLoad)?;
-    let boot_state = BootState::read(dev.scheme, &vars)?;
     let manifest = reader.manifest().clone();
-    let plan = make_plan(&manifest, &mut dev, &boot_state, opts)?;
+    let plan = make_plan(&manifest, &mut dev, &vars, opts)?;
     let total: u64 = plan.images.iter().map(|i| i.size).sum();
-    if !opts.dry_run {
-        update_env(&mut dev, |vars, scheme| {
-            state::begin_install(scheme, vars, plan.target)
-        })?;
-    }
+    let (booted, attempts) = (dev.booted, dev.attempts);
+    let marked = if opts.dry_run {
+        None
+    } else {
+        Some(update_env(&mut dev, |vars, scheme| {
+            let begun = state::begin_install(scheme, vars, plan.target, booted, attempts)
+                .map_err(PlanError::from)?;
+            Ok((begun.vars, begun.marked))
+        })?)
+    };
     progress.start(
         if opts.dry_run {
             Phase::Verify
@@ -134,10 +140,10 @@ pub fn install<R: Read>(
     )?;
     progress.advance(total);
     progress.finish();
-    if !opts.dry_run {
-        let attempts = dev.attempts;
+    if let Some(marked) = marked {
         update_env(&mut dev, |vars, scheme| {
-            state::mark_pending(scheme, vars, plan.target, &plan.installed, attempts)
+            let next = state::mark_pending(scheme, vars, &marked, &plan.installed, attempts);
+            Ok((next, ()))
         })?;
     }
     Ok(InstallReport {
@@ -149,21 +155,22 @@ pub fn install<R: Read>(
 }
 
 /// One locked read-modify-write of the environment: changes made by other processes
-/// since the install started are kept.
-fn update_env(
+/// since the install started are kept. `change` may refuse; then nothing is written.
+fn update_env<T>(
     dev: &mut InstallTarget,
-    change: impl FnOnce(&EnvVars, &dyn BootScheme) -> EnvVars,
-) -> Result<(), InstallError> {
+    change: impl FnOnce(&EnvVars, &dyn BootScheme) -> Result<(EnvVars, T), InstallError>,
+) -> Result<T, InstallError> {
     let _guard = dev.env_lock_dir.map(EnvLock::acquire).transpose()?;
     let vars = dev.env.load().map_err(InstallError::EnvLoad)?;
-    let next = change(&vars, dev.scheme);
-    dev.env.commit(&next).map_err(InstallError::EnvCommit)
+    let (next, proof) = change(&vars, dev.scheme)?;
+    dev.env.commit(&next).map_err(InstallError::EnvCommit)?;
+    Ok(proof)
 }
 
 fn make_plan(
     manifest: &Manifest,
     dev: &mut InstallTarget,
-    boot_state: &BootState,
+    vars: &EnvVars,
     opts: &InstallOptions,
 ) -> Result<InstallPlan, InstallError> {
     let target = opts.target.unwrap_or(dev.booted.other());
@@ -179,7 +186,9 @@ fn make_plan(
         compatible: dev.compatible,
         booted: dev.booted,
         requested_target: opts.target,
-        boot_state,
+        scheme: dev.scheme,
+        vars,
+        attempts: dev.attempts,
         security_floor: dev.security_floor,
         allow_downgrade: opts.allow_downgrade,
         force: opts.force,

@@ -5,23 +5,30 @@
 //! Checks, in order: the bundle is for this hardware (`compatible`); it carries at
 //! least one image and every image names a slot class the device has; the target is
 //! not the booted slot; the booted slot is not itself on trial (overwriting the only
-//! confirmed slot would leave nothing to fall back to); the version is not a
-//! downgrade (unless allowed) and never below the security floor; each image fits its
-//! slot.
+//! confirmed slot would leave nothing to fall back to); a slot other than the target
+//! stays bootable while it is written ([`state::begin_install`] decides, the same
+//! transition the engine commits); the version is not a downgrade (unless allowed)
+//! and never below the security floor; each image fits its slot.
+use bascule_hal::EnvVars;
 use bascule_partitions::SlotName;
 use semver::Version;
 
 use crate::bundle::Manifest;
-use crate::slot::{BootState, InstalledImage, SlotState};
+use crate::slot::state::{self, NoFallback};
+use crate::slot::{BootScheme, BootState, InstalledImage, SchemeError, SlotState};
 
 /// What the device knows when it plans an install.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PlanInput<'a> {
     pub compatible: &'a str,
     pub booted: SlotName,
     /// The slot to write; `None` means the other slot.
     pub requested_target: Option<SlotName>,
-    pub boot_state: &'a BootState,
+    pub scheme: &'a dyn BootScheme,
+    /// The boot environment as loaded.
+    pub vars: &'a EnvVars,
+    /// Tries a new slot gets.
+    pub attempts: u8,
     pub security_floor: u32,
     pub allow_downgrade: bool,
     /// Install even while the booted slot is still on trial.
@@ -61,6 +68,10 @@ pub enum PlanError {
     },
     #[error("refusing to write slot {0}: it is the booted slot")]
     TargetIsBooted(SlotName),
+    #[error(transparent)]
+    NoFallback(#[from] NoFallback),
+    #[error("boot environment: {0}")]
+    Scheme(#[from] SchemeError),
     #[error(
         "booted slot {0} is still pending (not yet confirmed); installing now would overwrite the only \
          confirmed slot. Confirm it with `bascule mark-good` first, or pass --force"
@@ -99,8 +110,16 @@ pub fn plan_install(
     if manifest.images.is_empty() {
         return Err(PlanError::NoImages);
     }
-    let target = choose_target(input)?;
-    check_version(manifest, input)?;
+    let boot_state = BootState::read_running(input.scheme, input.vars, input.booted)?;
+    let target = choose_target(input, &boot_state)?;
+    state::begin_install(
+        input.scheme,
+        input.vars,
+        target,
+        input.booted,
+        input.attempts,
+    )?;
+    check_version(manifest, input, &boot_state)?;
     let mut images = Vec::new();
     for (index, image) in manifest.images.iter().enumerate() {
         let class = image.slot_class.clone();
@@ -143,21 +162,25 @@ pub fn plan_install(
     })
 }
 
-fn choose_target(input: &PlanInput) -> Result<SlotName, PlanError> {
+fn choose_target(input: &PlanInput, boot_state: &BootState) -> Result<SlotName, PlanError> {
     let target = input.requested_target.unwrap_or(input.booted.other());
     if target == input.booted {
         return Err(PlanError::TargetIsBooted(target));
     }
-    let booted_state = &input.boot_state.slot(input.booted).state;
+    let booted_state = &boot_state.slot(input.booted).state;
     let booted_on_trial = matches!(booted_state, SlotState::Pending { .. })
-        || input.boot_state.pending == Some(input.booted);
+        || boot_state.pending.contains(&input.booted);
     if booted_on_trial && !input.force {
         return Err(PlanError::BootedSlotPending(input.booted));
     }
     Ok(target)
 }
 
-fn check_version(manifest: &Manifest, input: &PlanInput) -> Result<(), PlanError> {
+fn check_version(
+    manifest: &Manifest,
+    input: &PlanInput,
+    boot_state: &BootState,
+) -> Result<(), PlanError> {
     if manifest.security_version < input.security_floor {
         return Err(PlanError::BelowSecurityFloor {
             bundle: manifest.security_version,
@@ -166,7 +189,7 @@ fn check_version(manifest: &Manifest, input: &PlanInput) -> Result<(), PlanError
     }
     let bundle = Version::parse(&manifest.version)
         .map_err(|_| PlanError::BadVersion(manifest.version.clone()))?;
-    let running = input.boot_state.slot(input.booted).version.as_deref();
+    let running = boot_state.slot(input.booted).version.as_deref();
     let Some(running) = running.and_then(|v| Version::parse(v).ok()) else {
         return Ok(()); // nothing known about the running version: no downgrade check possible
     };
@@ -222,8 +245,7 @@ mod tests {
             version: booted_version.into(),
             security_version: 1,
         };
-        let pending = state::mark_pending(&RaucUboot, &base, SlotName::A, &image, 3);
-        state::confirm(&RaucUboot, &pending, SlotName::A, 3).unwrap()
+        state::factory_state(&RaucUboot, &base, SlotName::A, Some(&image), 3)
     }
 
     fn plan(
@@ -231,12 +253,13 @@ mod tests {
         vars: &EnvVars,
         tweak: impl Fn(&mut PlanInput),
     ) -> Result<InstallPlan, PlanError> {
-        let st = BootState::read(&RaucUboot, vars).unwrap();
         let mut input = PlanInput {
             compatible: "acme",
             booted: SlotName::A,
             requested_target: None,
-            boot_state: &st,
+            scheme: &RaucUboot,
+            vars,
+            attempts: 3,
             security_floor: 1,
             allow_downgrade: false,
             force: false,
@@ -312,7 +335,10 @@ mod tests {
             version: "2.0.0".into(),
             security_version: 1,
         };
-        let pending_a = state::mark_pending(&RaucUboot, &base, SlotName::A, &image, 3);
+        let mut pending_a = base.clone();
+        RaucUboot.set_primary(&mut pending_a, SlotName::A, 3);
+        pending_a.insert("BASCULE_PENDING".into(), "A".into());
+        pending_a.insert("BASCULE_A_VERSION".into(), image.version.clone());
         let m = manifest("2.1.0", 1, 4096);
         assert_eq!(
             plan(&m, &pending_a, |_| {}),

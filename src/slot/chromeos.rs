@@ -145,6 +145,7 @@ impl BootScheme for ChromeosGpt {
         Ok(SchemeView {
             order: Self::order(all),
             tries,
+            disabled: [false; 2],
         })
     }
 
@@ -172,7 +173,7 @@ impl BootScheme for ChromeosGpt {
         Self::write(vars, slot, own);
     }
 
-    fn boot(&self, vars: &mut EnvVars, _attempts: u8) -> BootDecision {
+    fn boot(&self, vars: &mut EnvVars) -> BootDecision {
         let all = SlotName::ALL.map(|s| Self::fields_or_zero(vars, s));
         let Some(&slot) = Self::order(all).first() else {
             return BootDecision::NoSlotResetCounters;
@@ -303,11 +304,11 @@ mod tests {
     #[test]
     fn boot_takes_a_try_and_the_last_try_drops_priority() {
         let mut v = env([1, 0, 1], [2, 2, 0]);
-        assert_eq!(ChromeosGpt.boot(&mut v, 3), BootDecision::Boot(SlotName::B));
+        assert_eq!(ChromeosGpt.boot(&mut v), BootDecision::Boot(SlotName::B));
         assert_eq!(fields(&v, SlotName::B), [2, 1, 0]);
-        assert_eq!(ChromeosGpt.boot(&mut v, 3), BootDecision::Boot(SlotName::B));
+        assert_eq!(ChromeosGpt.boot(&mut v), BootDecision::Boot(SlotName::B));
         assert_eq!(fields(&v, SlotName::B), [0, 0, 0]);
-        assert_eq!(ChromeosGpt.boot(&mut v, 3), BootDecision::Boot(SlotName::A));
+        assert_eq!(ChromeosGpt.boot(&mut v), BootDecision::Boot(SlotName::A));
         assert_eq!(
             fields(&v, SlotName::A),
             [1, 0, 1],
@@ -319,10 +320,7 @@ mod tests {
     fn boot_with_no_bootable_slot_changes_nothing() {
         let mut v = env([0, 0, 1], [3, 0, 0]);
         let before = v.clone();
-        assert_eq!(
-            ChromeosGpt.boot(&mut v, 3),
-            BootDecision::NoSlotResetCounters
-        );
+        assert_eq!(ChromeosGpt.boot(&mut v), BootDecision::NoSlotResetCounters);
         assert_eq!(v, before);
     }
 
@@ -337,12 +335,12 @@ mod tests {
     fn install_cycle_bad_pending_booted_confirmed() {
         let s = &ChromeosGpt;
         let fresh = env([2, 0, 1], [1, 0, 1]);
-        let vars = begin_install(s, &fresh, SlotName::B);
-        let st = BootState::read(s, &vars).unwrap();
+        let begun = begin_install(s, &fresh, SlotName::B, SlotName::A, 3).unwrap();
+        let st = BootState::read(s, &begun.vars).unwrap();
         assert!(matches!(st.slot(SlotName::B).state, SlotState::Bad { .. }));
         assert_eq!(st.slot(SlotName::A).state, SlotState::Good);
 
-        let mut vars = mark_pending(s, &vars, SlotName::B, &v2(), 3);
+        let mut vars = mark_pending(s, &begun.vars, &begun.marked, &v2(), 3);
         let st = BootState::read(s, &vars).unwrap();
         assert_eq!(
             st.slot(SlotName::B).state,
@@ -351,13 +349,13 @@ mod tests {
         assert!(st.slot(SlotName::B).primary);
         assert_eq!(fields(&vars, SlotName::B), [3, 3, 0]);
 
-        assert_eq!(s.boot(&mut vars, 3), BootDecision::Boot(SlotName::B));
+        assert_eq!(s.boot(&mut vars), BootDecision::Boot(SlotName::B));
         let vars = confirm(s, &vars, SlotName::B, 3).unwrap();
         let st = BootState::read(s, &vars).unwrap();
         assert_eq!(st.slot(SlotName::B).state, SlotState::Good);
         assert_eq!(st.slot(SlotName::A).state, SlotState::Good);
         assert!(st.slot(SlotName::B).primary);
-        assert_eq!(st.pending, None);
+        assert!(st.pending.is_empty());
         assert_eq!(fields(&vars, SlotName::B), [3, 0, 1]);
         assert_eq!(
             confirm(s, &vars, SlotName::B, 3),
@@ -370,16 +368,11 @@ mod tests {
     fn unconfirmed_install_rolls_back_to_the_good_slot() {
         let s = &ChromeosGpt;
         let fresh = env([2, 0, 1], [1, 0, 1]);
-        let mut vars = mark_pending(
-            s,
-            &begin_install(s, &fresh, SlotName::B),
-            SlotName::B,
-            &v2(),
-            2,
-        );
-        assert_eq!(s.boot(&mut vars, 3), BootDecision::Boot(SlotName::B));
-        assert_eq!(s.boot(&mut vars, 3), BootDecision::Boot(SlotName::B));
-        assert_eq!(s.boot(&mut vars, 3), BootDecision::Boot(SlotName::A));
+        let begun = begin_install(s, &fresh, SlotName::B, SlotName::A, 2).unwrap();
+        let mut vars = mark_pending(s, &begun.vars, &begun.marked, &v2(), 2);
+        assert_eq!(s.boot(&mut vars), BootDecision::Boot(SlotName::B));
+        assert_eq!(s.boot(&mut vars), BootDecision::Boot(SlotName::B));
+        assert_eq!(s.boot(&mut vars), BootDecision::Boot(SlotName::A));
         let st = BootState::read(s, &vars).unwrap();
         // The firmware zeroed B's priority on its last try: out of the boot order,
         // and since B was on trial, that is a rollback.
@@ -389,7 +382,7 @@ mod tests {
                 reason: BadReason::TriesExhausted
             }
         );
-        assert_eq!(st.pending, Some(SlotName::B));
+        assert_eq!(st.pending, [SlotName::B]);
         assert!(st.slot(SlotName::A).primary);
         // Marking it bad changes no boot bit, only ends its trial.
         let marked = mark_bad(s, &vars, SlotName::B).unwrap();

@@ -21,6 +21,10 @@ pub struct SchemeView {
     pub order: Vec<SlotName>,
     /// Boot attempts left per slot (index by [`SlotName::index`]).
     pub tries: [u8; 2],
+    /// Slots made unbootable on purpose (marked bad, or being written), as opposed
+    /// to slots whose tries ran out: GRUB's `x_OK` other than 1. A slot missing from
+    /// the order is never bootable either way.
+    pub disabled: [bool; 2],
 }
 
 impl SchemeView {
@@ -66,27 +70,49 @@ pub trait BootScheme {
     fn set_good(&self, vars: &mut EnvVars, slot: SlotName, attempts: u8);
     /// The decision the bootloader's script makes at power-on, with the variable
     /// changes it saves before booting.
-    fn boot(&self, vars: &mut EnvVars, attempts: u8) -> BootDecision;
+    fn boot(&self, vars: &mut EnvVars) -> BootDecision;
 }
 
-fn parse_order(var: &str, vars: &EnvVars) -> Result<Vec<SlotName>, SchemeError> {
-    let value = vars
-        .get(var)
-        .ok_or_else(|| SchemeError::Missing { var: var.into() })?;
+/// The order the scripts use when their order variable is missing or empty.
+pub const DEFAULT_ORDER: &str = "A B";
+
+/// The env variable holding the attempts a new or re-armed slot gets, written by
+/// `init-env` and `install` so the U-Boot script can reset counters to the
+/// configured value rather than a literal.
+pub const ATTEMPTS_VAR: &str = "BASCULE_ATTEMPTS";
+
+/// What bascule writes as `BOOT_ORDER` when no slot is left in it: a word that names
+/// no slot, because an empty order means [`DEFAULT_ORDER`] to the script (so an
+/// empty order would make every slot bootable again).
+pub const NO_SLOT_ORDER: &str = "none";
+
+/// The attempts the shipped U-Boot script uses when [`ATTEMPTS_VAR`] is missing.
+pub const SCRIPT_DEFAULT_ATTEMPTS: &str = "3";
+
+/// A variable's value, or `None` when it is missing or empty (U-Boot's `env import`
+/// deletes a variable with an empty value, and both scripts test `-n`/`-z`).
+fn non_empty<'a>(vars: &'a EnvVars, var: &str) -> Option<&'a str> {
+    vars.get(var).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// The slots named in an order value, as the scripts read it: words split on
+/// whitespace, words other than `A` and `B` skipped, a repeated slot counted once.
+fn slots_in_order(value: &str) -> Vec<SlotName> {
     let mut order = Vec::new();
-    for word in value.split_whitespace() {
-        let slot = word
-            .parse::<SlotName>()
-            .map_err(|_| SchemeError::BadValue {
-                var: var.into(),
-                value: value.clone(),
-                reason: "slot names must be A or B",
-            })?;
+    for slot in value
+        .split_whitespace()
+        .filter_map(|w| w.parse::<SlotName>().ok())
+    {
         if !order.contains(&slot) {
             order.push(slot);
         }
     }
-    Ok(order)
+    order
+}
+
+/// The order variable as the scripts use it: missing or empty means [`DEFAULT_ORDER`].
+fn effective_order(vars: &EnvVars, var: &str) -> String {
+    non_empty(vars, var).unwrap_or(DEFAULT_ORDER).to_string()
 }
 
 fn write_order(var: &str, vars: &mut EnvVars, order: &[SlotName]) {
@@ -99,7 +125,74 @@ fn move_to_front(order: &mut Vec<SlotName>, slot: SlotName) {
     order.insert(0, slot);
 }
 
+/// U-Boot's `simple_strtol(s, NULL, 0)`, which `test A -gt B` applies to both sides:
+/// an optional `-`, then `0x` for hex, a leading `0` for octal, decimal otherwise;
+/// digits are read up to the first one that does not fit the base; no digit is 0.
+pub fn uboot_strtol(s: &str) -> i64 {
+    let (negative, rest) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let value = uboot_strtoul(rest, 0) as i64;
+    if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    }
+}
+
+/// U-Boot's `simple_strtoul(s, NULL, base)` (lib/strto.c): a `0x` prefix selects hex
+/// (and is skipped for base 16), a leading `0` selects octal when no base is given.
+fn uboot_strtoul(s: &str, base: u32) -> u64 {
+    let bytes = s.as_bytes();
+    let (mut base, mut digits) = (base, bytes);
+    if bytes.first() == Some(&b'0') {
+        if bytes.get(1).is_some_and(|b| b.eq_ignore_ascii_case(&b'x')) {
+            base = 16;
+            digits = &bytes[2..];
+        } else if base == 0 {
+            base = 8;
+        }
+    }
+    if base == 0 {
+        base = 10;
+    }
+    let mut result: u64 = 0;
+    for &b in digits {
+        match (b as char).to_digit(16).filter(|d| *d < base) {
+            Some(d) => {
+                result = result
+                    .wrapping_mul(u64::from(base))
+                    .wrapping_add(u64::from(d))
+            }
+            None => break,
+        }
+    }
+    result
+}
+
+/// What `setexpr X ${X} - 1` leaves in `X`: the value read as hex (`hextoul`), one
+/// subtracted, printed as lower-case hex without prefix (`env_set_hex`).
+pub fn uboot_setexpr_decrement(value: &str) -> String {
+    format!("{:x}", uboot_strtoul(value, 16).wrapping_sub(1))
+}
+
 /// RAUC's U-Boot scheme: `BOOT_ORDER="A B"`, `BOOT_A_LEFT=3`, `BOOT_B_LEFT=3`.
+///
+/// The rules are those of the shipped `bootloader/uboot/boot.cmd`, case by case
+/// (the script is the reference; `qemu/` checks this model against the real U-Boot):
+///
+/// | case                               | the script (and this model)                              |
+/// |------------------------------------|----------------------------------------------------------|
+/// | `BOOT_ORDER` missing or empty      | set to `A B` (and saved)                                 |
+/// | a word other than `A`/`B` in it    | skipped                                                  |
+/// | `BOOT_x_LEFT` missing or empty     | set to `BASCULE_ATTEMPTS`, or 3 without it (and saved)   |
+/// | a slot may boot                    | `test ${BOOT_x_LEFT} -gt 0`: [`uboot_strtol`] above 0     |
+/// | a slot boots                       | `setexpr` decrement: [`uboot_setexpr_decrement`]          |
+/// | no slot may boot                   | both counters set to the attempts above, saved, reset    |
+///
+/// bascule itself only writes decimal counters 0-9 (the config refuses more), where
+/// hex and decimal agree.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RaucUboot;
 
@@ -108,23 +201,33 @@ impl RaucUboot {
         format!("BOOT_{slot}_LEFT")
     }
 
-    fn read_left(vars: &EnvVars, slot: SlotName) -> Result<u8, SchemeError> {
-        let var = Self::left_var(slot);
-        let Some(value) = vars.get(&var) else {
-            return Ok(0);
-        };
-        value
-            .trim()
-            .parse::<u8>()
-            .map_err(|_| SchemeError::BadValue {
-                var,
-                value: value.clone(),
-                reason: "expected a decimal count 0-255",
-            })
+    /// The value the script gives a missing counter and resets counters to.
+    fn script_attempts(vars: &EnvVars) -> String {
+        non_empty(vars, ATTEMPTS_VAR)
+            .unwrap_or(SCRIPT_DEFAULT_ATTEMPTS)
+            .to_string()
     }
 
-    fn order_or_empty(vars: &EnvVars) -> Vec<SlotName> {
-        parse_order("BOOT_ORDER", vars).unwrap_or_default()
+    /// The script's first lines: fill in a missing order and missing counters.
+    fn fill_defaults(vars: &mut EnvVars) {
+        let order = effective_order(vars, "BOOT_ORDER");
+        vars.insert("BOOT_ORDER".into(), order);
+        let attempts = Self::script_attempts(vars);
+        for slot in SlotName::ALL {
+            if non_empty(vars, &Self::left_var(slot)).is_none() {
+                vars.insert(Self::left_var(slot), attempts.clone());
+            }
+        }
+    }
+
+    /// Tries left as the script's `test -gt 0` sees them, after [`Self::fill_defaults`].
+    fn tries_left(vars: &EnvVars, slot: SlotName) -> u8 {
+        let value = non_empty(vars, &Self::left_var(slot)).unwrap_or("0");
+        u8::try_from(uboot_strtol(value.trim()).max(0)).unwrap_or(u8::MAX)
+    }
+
+    fn order_written(vars: &EnvVars) -> Vec<SlotName> {
+        slots_in_order(&effective_order(vars, "BOOT_ORDER"))
     }
 }
 
@@ -134,47 +237,60 @@ impl BootScheme for RaucUboot {
     }
 
     fn read(&self, vars: &EnvVars) -> Result<SchemeView, SchemeError> {
-        let order = parse_order("BOOT_ORDER", vars)?;
-        let tries = [
-            Self::read_left(vars, SlotName::A)?,
-            Self::read_left(vars, SlotName::B)?,
-        ];
-        Ok(SchemeView { order, tries })
+        let mut filled = vars.clone();
+        Self::fill_defaults(&mut filled);
+        Ok(SchemeView {
+            order: Self::order_written(&filled),
+            tries: SlotName::ALL.map(|s| Self::tries_left(&filled, s)),
+            disabled: [false; 2],
+        })
     }
 
     fn set_bad(&self, vars: &mut EnvVars, slot: SlotName) {
-        let mut order = Self::order_or_empty(vars);
+        let mut order = Self::order_written(vars);
         order.retain(|s| *s != slot);
-        write_order("BOOT_ORDER", vars, &order);
+        if order.is_empty() {
+            vars.insert("BOOT_ORDER".into(), NO_SLOT_ORDER.into());
+        } else {
+            write_order("BOOT_ORDER", vars, &order);
+        }
         vars.insert(Self::left_var(slot), "0".into());
     }
 
     fn set_primary(&self, vars: &mut EnvVars, slot: SlotName, attempts: u8) {
-        let mut order = Self::order_or_empty(vars);
+        let mut order = Self::order_written(vars);
         move_to_front(&mut order, slot);
         write_order("BOOT_ORDER", vars, &order);
         vars.insert(Self::left_var(slot), attempts.to_string());
+        vars.insert(ATTEMPTS_VAR.into(), attempts.to_string());
         // bootmeth_rauc refuses to boot when a slot in BOOT_ORDER lacks _LEFT.
         let other = Self::left_var(slot.other());
-        vars.entry(other).or_insert_with(|| "0".into());
+        if non_empty(vars, &other).is_none() {
+            vars.insert(other, "0".into());
+        }
     }
 
     fn set_good(&self, vars: &mut EnvVars, slot: SlotName, attempts: u8) {
         vars.insert(Self::left_var(slot), attempts.to_string());
     }
 
-    fn boot(&self, vars: &mut EnvVars, attempts: u8) -> BootDecision {
-        // RAUC's documented boot.cmd: first slot in BOOT_ORDER with _LEFT > 0,
-        // decrement and saveenv; none: reset both counters and reset.
-        for slot in Self::order_or_empty(vars) {
-            let left = Self::read_left(vars, slot).unwrap_or(0);
-            if left > 0 {
-                vars.insert(Self::left_var(slot), (left - 1).to_string());
+    fn boot(&self, vars: &mut EnvVars) -> BootDecision {
+        Self::fill_defaults(vars);
+        let order = vars.get("BOOT_ORDER").cloned().unwrap_or_default();
+        for word in order.split_whitespace() {
+            let Ok(slot) = word.parse::<SlotName>() else {
+                continue;
+            };
+            if Self::tries_left(vars, slot) > 0 {
+                let var = Self::left_var(slot);
+                let next = uboot_setexpr_decrement(&vars[&var]);
+                vars.insert(var, next);
                 return BootDecision::Boot(slot);
             }
         }
+        let attempts = Self::script_attempts(vars);
         for slot in SlotName::ALL {
-            vars.insert(Self::left_var(slot), attempts.to_string());
+            vars.insert(Self::left_var(slot), attempts.clone());
         }
         BootDecision::NoSlotResetCounters
     }
@@ -183,14 +299,23 @@ impl BootScheme for RaucUboot {
 /// RAUC's GRUB scheme: `ORDER="A B"`, `A_OK`, `A_TRY`, `B_OK`, `B_TRY`.
 ///
 /// GRUB gives a slot one try: its script boots the first slot with `OK=1, TRY=0`
-/// after saving `TRY=1`. A slot is good again only once it is marked good.
+/// after saving `TRY=1`. A slot is good again only once it is marked good. As in the
+/// shipped `bootloader/grub/grub.cfg`: a missing or empty `ORDER` means `A B` (not
+/// saved: the script saves only the `TRY` flags); a missing `x_OK`/`x_TRY` is `0`;
+/// flags are compared as exact strings (`"$A_OK" = "1"`, `"$A_TRY" = "0"`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RaucGrub;
 
 impl RaucGrub {
-    fn flag(vars: &EnvVars, slot: SlotName, suffix: &str) -> bool {
+    /// The flag as the script's `[ "$x" = "v" ]` sees it (missing = "0").
+    fn flag_is(vars: &EnvVars, slot: SlotName, suffix: &str, expected: &str) -> bool {
         vars.get(&format!("{slot}_{suffix}"))
-            .is_some_and(|v| v.trim() == "1")
+            .map_or("0", String::as_str)
+            == expected
+    }
+
+    fn may_boot(vars: &EnvVars, slot: SlotName) -> bool {
+        Self::flag_is(vars, slot, "OK", "1") && Self::flag_is(vars, slot, "TRY", "0")
     }
 
     fn set_flags(vars: &mut EnvVars, slot: SlotName, ok: bool, tried: bool) {
@@ -198,8 +323,8 @@ impl RaucGrub {
         vars.insert(format!("{slot}_TRY"), if tried { "1" } else { "0" }.into());
     }
 
-    fn order_or_empty(vars: &EnvVars) -> Vec<SlotName> {
-        parse_order("ORDER", vars).unwrap_or_default()
+    fn order_written(vars: &EnvVars) -> Vec<SlotName> {
+        slots_in_order(&effective_order(vars, "ORDER"))
     }
 }
 
@@ -209,12 +334,10 @@ impl BootScheme for RaucGrub {
     }
 
     fn read(&self, vars: &EnvVars) -> Result<SchemeView, SchemeError> {
-        let order = parse_order("ORDER", vars)?;
-        let tries_of =
-            |slot| u8::from(Self::flag(vars, slot, "OK") && !Self::flag(vars, slot, "TRY"));
         Ok(SchemeView {
-            order,
-            tries: [tries_of(SlotName::A), tries_of(SlotName::B)],
+            order: Self::order_written(vars),
+            tries: SlotName::ALL.map(|s| u8::from(Self::may_boot(vars, s))),
+            disabled: SlotName::ALL.map(|s| !Self::flag_is(vars, s, "OK", "1")),
         })
     }
 
@@ -223,7 +346,7 @@ impl BootScheme for RaucGrub {
     }
 
     fn set_primary(&self, vars: &mut EnvVars, slot: SlotName, _attempts: u8) {
-        let mut order = Self::order_or_empty(vars);
+        let mut order = Self::order_written(vars);
         move_to_front(&mut order, slot);
         if !order.contains(&slot.other()) {
             order.push(slot.other());
@@ -236,14 +359,14 @@ impl BootScheme for RaucGrub {
         Self::set_flags(vars, slot, true, false);
     }
 
-    fn boot(&self, vars: &mut EnvVars, _attempts: u8) -> BootDecision {
-        for slot in Self::order_or_empty(vars) {
-            if Self::flag(vars, slot, "OK") && !Self::flag(vars, slot, "TRY") {
+    fn boot(&self, vars: &mut EnvVars) -> BootDecision {
+        for slot in Self::order_written(vars) {
+            if Self::may_boot(vars, slot) {
                 vars.insert(format!("{slot}_TRY"), "1".into());
                 return BootDecision::Boot(slot);
             }
         }
-        // RAUC's grub.cfg: no slot left, reset every TRY and try again.
+        // No slot left: the script resets every TRY, saves, and reboots.
         for slot in SlotName::ALL {
             vars.insert(format!("{slot}_TRY"), "0".into());
         }
@@ -307,9 +430,9 @@ mod tests {
             ("BOOT_A_LEFT", "3"),
             ("BOOT_B_LEFT", "1"),
         ]);
-        assert_eq!(RaucUboot.boot(&mut env, 3), BootDecision::Boot(SlotName::B));
+        assert_eq!(RaucUboot.boot(&mut env), BootDecision::Boot(SlotName::B));
         assert_eq!(env["BOOT_B_LEFT"], "0");
-        assert_eq!(RaucUboot.boot(&mut env, 3), BootDecision::Boot(SlotName::A));
+        assert_eq!(RaucUboot.boot(&mut env), BootDecision::Boot(SlotName::A));
         assert_eq!(env["BOOT_A_LEFT"], "2");
     }
 
@@ -320,22 +443,124 @@ mod tests {
             ("BOOT_A_LEFT", "0"),
             ("BOOT_B_LEFT", "0"),
         ]);
-        assert_eq!(
-            RaucUboot.boot(&mut env, 3),
-            BootDecision::NoSlotResetCounters
-        );
+        assert_eq!(RaucUboot.boot(&mut env), BootDecision::NoSlotResetCounters);
         assert_eq!(env["BOOT_A_LEFT"], "3");
     }
 
     #[test]
-    fn uboot_rejects_non_decimal_counter() {
-        let env = vars(&[
-            ("BOOT_ORDER", "A B"),
-            ("BOOT_A_LEFT", "x"),
+    fn uboot_missing_counter_boots_with_the_env_attempts() {
+        // The script: `test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT ${bascule_attempts}`.
+        let mut env = vars(&[("BOOT_ORDER", "A B"), ("BASCULE_ATTEMPTS", "5")]);
+        assert_eq!(RaucUboot.read(&env).unwrap().tries, [5, 5]);
+        assert_eq!(RaucUboot.boot(&mut env), BootDecision::Boot(SlotName::A));
+        assert_eq!(env["BOOT_A_LEFT"], "4");
+        assert_eq!(env["BOOT_B_LEFT"], "5");
+        let mut bare = vars(&[("BOOT_ORDER", "B")]);
+        assert_eq!(RaucUboot.boot(&mut bare), BootDecision::Boot(SlotName::B));
+        assert_eq!(bare["BOOT_B_LEFT"], "2", "3 without BASCULE_ATTEMPTS");
+    }
+
+    #[test]
+    fn uboot_missing_or_empty_order_is_a_b_and_is_saved() {
+        for env in [vars(&[]), vars(&[("BOOT_ORDER", "")])] {
+            let mut env = env;
+            assert_eq!(RaucUboot.read(&env).unwrap().order, SlotName::ALL.to_vec());
+            assert_eq!(RaucUboot.boot(&mut env), BootDecision::Boot(SlotName::A));
+            assert_eq!(env["BOOT_ORDER"], "A B");
+        }
+    }
+
+    #[test]
+    fn uboot_bad_never_writes_an_empty_order() {
+        // An empty order means "A B" to the script: it would revive both slots.
+        let mut env = vars(&[("BOOT_ORDER", "A"), ("BOOT_A_LEFT", "3")]);
+        RaucUboot.set_bad(&mut env, SlotName::A);
+        assert_eq!(env["BOOT_ORDER"], NO_SLOT_ORDER);
+        assert!(RaucUboot.read(&env).unwrap().order.is_empty());
+    }
+
+    #[test]
+    fn uboot_skips_unknown_words_in_the_order() {
+        let mut env = vars(&[
+            ("BOOT_ORDER", "X B A"),
+            ("BOOT_A_LEFT", "3"),
             ("BOOT_B_LEFT", "3"),
         ]);
-        let err = RaucUboot.read(&env).unwrap_err();
-        assert!(err.to_string().contains("BOOT_A_LEFT"), "{err}");
+        assert_eq!(
+            RaucUboot.read(&env).unwrap().order,
+            [SlotName::B, SlotName::A]
+        );
+        assert_eq!(RaucUboot.boot(&mut env), BootDecision::Boot(SlotName::B));
+    }
+
+    #[test]
+    fn uboot_counters_read_as_test_and_setexpr_do() {
+        // `test` reads base 0 (decimal, 0x hex, 0 octal); `setexpr` reads hex, prints hex.
+        for (value, bootable, after) in [
+            ("10", true, "f"),
+            ("0x3", true, "2"),
+            ("a", false, ""),
+            ("-1", false, ""),
+            ("010", true, "f"),
+        ] {
+            let mut env = vars(&[("BOOT_ORDER", "A"), ("BOOT_A_LEFT", value)]);
+            let decision = RaucUboot.boot(&mut env);
+            assert_eq!(
+                decision == BootDecision::Boot(SlotName::A),
+                bootable,
+                "{value}"
+            );
+            if bootable {
+                assert_eq!(env["BOOT_A_LEFT"], after, "{value}");
+            }
+        }
+        assert_eq!(uboot_strtol("0x1F"), 31);
+        assert_eq!(uboot_strtol("9z"), 9);
+        assert_eq!(uboot_setexpr_decrement("1"), "0");
+    }
+
+    #[test]
+    fn uboot_primary_keeps_the_attempts_in_the_env() {
+        let mut env = vars(&[("BOOT_ORDER", "A")]);
+        RaucUboot.set_primary(&mut env, SlotName::B, 5);
+        assert_eq!(env[ATTEMPTS_VAR], "5");
+        RaucUboot.set_good(&mut env, SlotName::B, 4);
+        assert_eq!(
+            env[ATTEMPTS_VAR], "5",
+            "a confirm leaves it: init-env and install write it"
+        );
+        let mut reset = vars(&[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "0"),
+            ("BOOT_B_LEFT", "0"),
+            (ATTEMPTS_VAR, "5"),
+        ]);
+        assert_eq!(
+            RaucUboot.boot(&mut reset),
+            BootDecision::NoSlotResetCounters
+        );
+        assert_eq!(
+            (reset["BOOT_A_LEFT"].as_str(), reset["BOOT_B_LEFT"].as_str()),
+            ("5", "5")
+        );
+    }
+
+    #[test]
+    fn grub_missing_or_empty_order_is_a_b_and_flags_are_exact() {
+        for order in [None, Some("")] {
+            let mut env = vars(&[("A_OK", "1"), ("B_OK", "1")]);
+            if let Some(order) = order {
+                env.insert("ORDER".into(), order.into());
+            }
+            assert_eq!(RaucGrub.boot(&mut env), BootDecision::Boot(SlotName::A));
+        }
+        let env = vars(&[
+            ("ORDER", "A B"),
+            ("A_OK", " 1"),
+            ("B_OK", "1"),
+            ("B_TRY", ""),
+        ]);
+        assert_eq!(RaucGrub.read(&env).unwrap().tries, [0, 0]);
     }
 
     #[test]
@@ -362,9 +587,9 @@ mod tests {
         ]);
         RaucGrub.set_primary(&mut env, SlotName::B, 3);
         assert_eq!(env["ORDER"], "B A");
-        assert_eq!(RaucGrub.boot(&mut env, 3), BootDecision::Boot(SlotName::B));
+        assert_eq!(RaucGrub.boot(&mut env), BootDecision::Boot(SlotName::B));
         assert_eq!(env["B_TRY"], "1");
         // B failed to confirm: next boot falls back to A.
-        assert_eq!(RaucGrub.boot(&mut env, 3), BootDecision::Boot(SlotName::A));
+        assert_eq!(RaucGrub.boot(&mut env), BootDecision::Boot(SlotName::A));
     }
 }

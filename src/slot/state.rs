@@ -7,7 +7,8 @@
 //! returns `None` so no flash write is spent on it.
 //!
 //! bascule keeps its own facts beside the bootloader's variables, in the same atomic
-//! write: `BASCULE_PENDING` (the slot on trial), `BASCULE_<x>_VERSION` and
+//! write: `BASCULE_PENDING` (the slots on trial, space-separated; two only after an
+//! install with `--force` while the booted slot was itself on trial), `BASCULE_<x>_VERSION` and
 //! `BASCULE_<x>_SECVER` (what was installed into each slot).
 use std::fmt;
 
@@ -18,6 +19,31 @@ use serde::Serialize;
 use super::scheme::{BootScheme, SchemeError, SchemeView};
 
 const PENDING_VAR: &str = "BASCULE_PENDING";
+
+/// The slots on trial that `BASCULE_PENDING` names.
+fn pending_slots(vars: &EnvVars) -> Vec<SlotName> {
+    vars.get(PENDING_VAR).map_or_else(Vec::new, |v| {
+        v.split_whitespace()
+            .filter_map(|w| w.parse::<SlotName>().ok())
+            .collect()
+    })
+}
+
+/// Writes `BASCULE_PENDING` with `slot` added (`on_trial`) or removed; no variable
+/// when no slot is on trial.
+fn set_on_trial(vars: &mut EnvVars, slot: SlotName, on_trial: bool) {
+    let mut slots = pending_slots(vars);
+    slots.retain(|s| *s != slot);
+    if on_trial {
+        slots.insert(0, slot);
+    }
+    if slots.is_empty() {
+        vars.remove(PENDING_VAR);
+    } else {
+        let words: Vec<&str> = slots.iter().map(|s| s.as_str()).collect();
+        vars.insert(PENDING_VAR.into(), words.join(" "));
+    }
+}
 
 fn version_var(slot: SlotName) -> String {
     format!("BASCULE_{slot}_VERSION")
@@ -33,7 +59,12 @@ fn secver_var(slot: SlotName) -> String {
 pub enum SlotState {
     /// Confirmed good: the bootloader keeps booting it.
     Good,
-    /// Installed and on trial: the bootloader tries it `tries_left` more times.
+    /// Confirmed, and running now, but this boot spent its last try (GRUB's `TRY=1`
+    /// after any boot; U-Boot after `attempts` boots without a confirm): unless it is
+    /// confirmed again, the next boot skips it.
+    Unarmed,
+    /// Installed and on trial: the bootloader tries it `tries_left` more times. A
+    /// booted slot with 0 tries left is running its last try.
     Pending { tries_left: u8 },
     /// The bootloader will not boot it.
     Bad { reason: BadReason },
@@ -49,12 +80,21 @@ pub enum BadReason {
     TriesExhausted,
     /// In the boot order but with no tries left.
     NoTriesLeft,
+    /// Made unbootable on purpose: marked bad, or being written (GRUB's `x_OK=0`).
+    MarkedBad,
 }
 
 impl fmt::Display for SlotState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SlotState::Good => f.write_str("good"),
+            SlotState::Unarmed => f.write_str(
+                "good, but this boot spent its last try: confirm it again (mark-good), \
+                 or the next boot skips it",
+            ),
+            SlotState::Pending { tries_left: 0 } => f.write_str(
+                "pending, running its last try: confirm it now, or the next boot falls back",
+            ),
             SlotState::Pending { tries_left } => write!(f, "pending ({tries_left} tries left)"),
             SlotState::Bad {
                 reason: BadReason::NotInBootOrder,
@@ -65,6 +105,9 @@ impl fmt::Display for SlotState {
             SlotState::Bad {
                 reason: BadReason::NoTriesLeft,
             } => f.write_str("bad (no tries left)"),
+            SlotState::Bad {
+                reason: BadReason::MarkedBad,
+            } => f.write_str("bad (marked unbootable)"),
         }
     }
 }
@@ -87,20 +130,37 @@ pub struct SlotInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootState {
     pub view: SchemeView,
-    pub pending: Option<SlotName>,
+    /// The slots on trial (installed, not yet confirmed), newest first.
+    pub pending: Vec<SlotName>,
     pub slots: [SlotInfo; 2],
 }
 
 impl BootState {
-    /// Interprets `vars` with `scheme`.
+    /// Interprets `vars` with `scheme`, not knowing which slot runs.
     pub fn read(scheme: &dyn BootScheme, vars: &EnvVars) -> Result<BootState, SchemeError> {
+        Self::read_with(scheme, vars, None)
+    }
+
+    /// Interprets `vars` with `scheme` on a device running `booted`: the booted slot's
+    /// spent try is this boot's, so it is reported as running, not as rolled back.
+    pub fn read_running(
+        scheme: &dyn BootScheme,
+        vars: &EnvVars,
+        booted: SlotName,
+    ) -> Result<BootState, SchemeError> {
+        Self::read_with(scheme, vars, Some(booted))
+    }
+
+    fn read_with(
+        scheme: &dyn BootScheme,
+        vars: &EnvVars,
+        booted: Option<SlotName>,
+    ) -> Result<BootState, SchemeError> {
         let view = scheme.read(vars)?;
-        let pending = vars
-            .get(PENDING_VAR)
-            .and_then(|v| v.parse::<SlotName>().ok());
+        let pending = pending_slots(vars);
         let info = |slot: SlotName| SlotInfo {
             slot,
-            state: slot_state(&view, pending, slot),
+            state: slot_state(&view, pending.contains(&slot), slot, booted == Some(slot)),
             primary: view.order.iter().find(|s| view.bootable(**s)) == Some(&slot),
             version: vars.get(&version_var(slot)).cloned(),
             security_version: vars.get(&secver_var(slot)).and_then(|v| v.parse().ok()),
@@ -117,29 +177,68 @@ impl BootState {
     pub fn slot(&self, slot: SlotName) -> &SlotInfo {
         &self.slots[slot.index()]
     }
+
+    /// Whether the bootloader would boot some slot other than `slot`.
+    pub fn other_bootable(&self, slot: SlotName) -> bool {
+        self.view.bootable(slot.other())
+    }
 }
 
-fn slot_state(view: &SchemeView, pending: Option<SlotName>, slot: SlotName) -> SlotState {
+fn slot_state(view: &SchemeView, on_trial: bool, slot: SlotName, booted: bool) -> SlotState {
     let tries_left = view.tries[slot.index()];
-    let on_trial = pending == Some(slot);
     if !view.order.contains(&slot) {
-        // ChromeOS firmware drops a slot from the order on its last failed try.
-        let reason = if on_trial && tries_left == 0 {
-            BadReason::TriesExhausted
-        } else {
-            BadReason::NotInBootOrder
+        // ChromeOS firmware drops a slot from the order on its last try.
+        return match (on_trial && tries_left == 0, booted) {
+            (true, true) => SlotState::Pending { tries_left: 0 },
+            (true, false) => SlotState::Bad {
+                reason: BadReason::TriesExhausted,
+            },
+            (false, _) => SlotState::Bad {
+                reason: BadReason::NotInBootOrder,
+            },
         };
-        return SlotState::Bad { reason };
     }
-    match (on_trial, tries_left) {
-        (true, 0) => SlotState::Bad {
+    if view.disabled[slot.index()] {
+        return SlotState::Bad {
+            reason: BadReason::MarkedBad,
+        };
+    }
+    match (on_trial, tries_left, booted) {
+        (true, 0, false) => SlotState::Bad {
             reason: BadReason::TriesExhausted,
         },
-        (true, n) => SlotState::Pending { tries_left: n },
-        (false, 0) => SlotState::Bad {
+        (true, n, _) => SlotState::Pending { tries_left: n },
+        (false, 0, true) => SlotState::Unarmed,
+        (false, 0, false) => SlotState::Bad {
             reason: BadReason::NoTriesLeft,
         },
-        (false, _) => SlotState::Good,
+        (false, _, _) => SlotState::Good,
+    }
+}
+
+/// What the bootloader does at the next power-on, predicted from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NextBoot {
+    /// The slot it boots; `None` when it finds none even after resetting (a brick).
+    pub slot: Option<SlotName>,
+    /// Whether it first finds no slot, resets the counters and the board.
+    pub after_reset: bool,
+}
+
+/// Runs the bootloader's decision on a copy of `vars`: the next power-on.
+pub fn predict_next_boot(scheme: &dyn BootScheme, vars: &EnvVars) -> NextBoot {
+    let mut copy = vars.clone();
+    for after_reset in [false, true] {
+        if let super::scheme::BootDecision::Boot(slot) = scheme.boot(&mut copy) {
+            return NextBoot {
+                slot: Some(slot),
+                after_reset,
+            };
+        }
+    }
+    NextBoot {
+        slot: None,
+        after_reset: true,
     }
 }
 
@@ -150,31 +249,101 @@ pub struct InstalledImage {
     pub security_version: u32,
 }
 
-/// Before the first byte of `target` is written: the bootloader must not boot it,
-/// and bascule forgets what was installed there.
-pub fn begin_install(scheme: &dyn BootScheme, vars: &EnvVars, target: SlotName) -> EnvVars {
-    let mut next = vars.clone();
-    scheme.set_bad(&mut next, target);
-    next.remove(&version_var(target));
-    next.remove(&secver_var(target));
-    if next.get(PENDING_VAR).map(String::as_str) == Some(target.as_str()) {
-        next.remove(PENDING_VAR);
-    }
-    next
+/// Proof that an install's target was made unbootable while another slot stays
+/// bootable: only [`begin_install`] makes one, and [`mark_pending`] takes it, so a
+/// slot cannot be marked pending without having been marked bad first, and no
+/// install can begin that leaves nothing to fall back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetMarkedBad {
+    target: SlotName,
 }
 
-/// After the whole image was verified and synced: `target` becomes primary and on
-/// trial with `attempts` tries.
-pub fn mark_pending(
+impl TargetMarkedBad {
+    /// The slot being written.
+    pub fn target(&self) -> SlotName {
+        self.target
+    }
+}
+
+/// The environment that begins an install, and the proof it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeginInstall {
+    /// The whole new environment: commit it before the first byte is written.
+    pub vars: EnvVars,
+    pub marked: TargetMarkedBad,
+}
+
+/// An install that would leave no slot but its target bootable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "refusing to write slot {target}: while it is written no other slot would be bootable \
+     (slot {fallback} is {fallback_state}); a power cut would leave nothing to boot. \
+     Make slot {fallback} bootable first (bascule mark-good {fallback})"
+)]
+pub struct NoFallback {
+    pub target: SlotName,
+    pub fallback: SlotName,
+    pub fallback_state: SlotState,
+}
+
+/// Before the first byte of `target` is written: the bootloader must not boot it,
+/// bascule forgets what was installed there, and the running slot `booted`, when it
+/// is confirmed, is re-armed (its tries restored) in the same write, so a broken
+/// update falls back to it after its own tries and is never retried after a counter
+/// reset. Refuses when no slot other than `target` would stay bootable.
+pub fn begin_install(
     scheme: &dyn BootScheme,
     vars: &EnvVars,
     target: SlotName,
+    booted: SlotName,
+    attempts: u8,
+) -> Result<BeginInstall, NoFallback> {
+    let before = BootState::read_running(scheme, vars, booted).ok();
+    let confirmed = before
+        .as_ref()
+        .is_some_and(|st| matches!(st.slot(booted).state, SlotState::Good | SlotState::Unarmed));
+    let mut next = vars.clone();
+    if confirmed && booted != target {
+        scheme.set_good(&mut next, booted, attempts);
+    }
+    scheme.set_bad(&mut next, target);
+    next.remove(&version_var(target));
+    next.remove(&secver_var(target));
+    set_on_trial(&mut next, target, false);
+    let after = BootState::read_running(scheme, &next, booted).ok();
+    if !after.as_ref().is_some_and(|st| st.other_bootable(target)) {
+        let fallback = target.other();
+        let fallback_state = before.map_or(
+            SlotState::Bad {
+                reason: BadReason::NotInBootOrder,
+            },
+            |st| st.slot(fallback).state.clone(),
+        );
+        return Err(NoFallback {
+            target,
+            fallback,
+            fallback_state,
+        });
+    }
+    Ok(BeginInstall {
+        vars: next,
+        marked: TargetMarkedBad { target },
+    })
+}
+
+/// After the whole image was verified and synced: the target that `marked` proves
+/// unbootable becomes primary and on trial with `attempts` tries.
+pub fn mark_pending(
+    scheme: &dyn BootScheme,
+    vars: &EnvVars,
+    marked: &TargetMarkedBad,
     image: &InstalledImage,
     attempts: u8,
 ) -> EnvVars {
+    let target = marked.target;
     let mut next = vars.clone();
     scheme.set_primary(&mut next, target, attempts);
-    next.insert(PENDING_VAR.into(), target.as_str().into());
+    set_on_trial(&mut next, target, true);
     next.insert(version_var(target), image.version.clone());
     next.insert(secver_var(target), image.security_version.to_string());
     next
@@ -190,9 +359,7 @@ pub fn confirm(
 ) -> Option<EnvVars> {
     let mut next = vars.clone();
     scheme.set_good(&mut next, slot, attempts);
-    if next.get(PENDING_VAR).map(String::as_str) == Some(slot.as_str()) {
-        next.remove(PENDING_VAR);
-    }
+    set_on_trial(&mut next, slot, false);
     (next != *vars).then_some(next)
 }
 
@@ -222,10 +389,53 @@ pub fn factory_state(
 pub fn mark_bad(scheme: &dyn BootScheme, vars: &EnvVars, slot: SlotName) -> Option<EnvVars> {
     let mut next = vars.clone();
     scheme.set_bad(&mut next, slot);
-    if next.get(PENDING_VAR).map(String::as_str) == Some(slot.as_str()) {
-        next.remove(PENDING_VAR);
-    }
+    set_on_trial(&mut next, slot, false);
     (next != *vars).then_some(next)
+}
+
+/// Marking a slot bad would leave no confirmed slot to boot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "refusing to mark slot {slot} bad: slot {other} is {other_state}, so no confirmed slot \
+     would be left to boot (once an unconfirmed one fails its trial, the device would not boot)"
+)]
+pub struct LastConfirmedSlot {
+    pub slot: SlotName,
+    pub other: SlotName,
+    pub other_state: SlotState,
+}
+
+/// [`mark_bad`], refused unless the other slot is confirmed and bootable (good, or
+/// running and only waiting to be re-armed): what `bascule mark-bad` does. `booted`
+/// is the running slot, when known.
+pub fn mark_bad_keeping_one(
+    scheme: &dyn BootScheme,
+    vars: &EnvVars,
+    slot: SlotName,
+    booted: Option<SlotName>,
+) -> Result<Option<EnvVars>, LastConfirmedSlot> {
+    let Some(next) = mark_bad(scheme, vars, slot) else {
+        return Ok(None);
+    };
+    let other = slot.other();
+    let after = match booted {
+        Some(booted) => BootState::read_running(scheme, &next, booted),
+        None => BootState::read(scheme, &next),
+    };
+    let other_state = after.map_or(
+        SlotState::Bad {
+            reason: BadReason::NotInBootOrder,
+        },
+        |st| st.slot(other).state.clone(),
+    );
+    match other_state {
+        SlotState::Good | SlotState::Unarmed => Ok(Some(next)),
+        other_state => Err(LastConfirmedSlot {
+            slot,
+            other,
+            other_state,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -251,15 +461,26 @@ mod tests {
         }
     }
 
+    /// Begins an install of B while A runs; panics on a refusal.
+    fn begin_b(s: &dyn BootScheme, vars: &EnvVars) -> BeginInstall {
+        begin_install(s, vars, SlotName::B, SlotName::A, 3).expect("A stays bootable")
+    }
+
+    /// A whole install of `image` into B while A runs.
+    fn install_b(s: &dyn BootScheme, vars: &EnvVars, attempts: u8) -> EnvVars {
+        let begun = begin_install(s, vars, SlotName::B, SlotName::A, attempts).expect("A bootable");
+        mark_pending(s, &begun.vars, &begun.marked, &v2(), attempts)
+    }
+
     #[test]
     fn install_cycle_good_pending_confirmed() {
         let s = &RaucUboot;
-        let env = begin_install(s, &fresh_uboot(), SlotName::B);
-        let st = BootState::read(s, &env).unwrap();
+        let begun = begin_b(s, &fresh_uboot());
+        let st = BootState::read(s, &begun.vars).unwrap();
         assert!(matches!(st.slot(SlotName::B).state, SlotState::Bad { .. }));
         assert_eq!(st.slot(SlotName::A).state, SlotState::Good);
 
-        let mut env = mark_pending(s, &env, SlotName::B, &v2(), 3);
+        let mut env = mark_pending(s, &begun.vars, &begun.marked, &v2(), 3);
         let st = BootState::read(s, &env).unwrap();
         assert_eq!(
             st.slot(SlotName::B).state,
@@ -268,11 +489,11 @@ mod tests {
         assert!(st.slot(SlotName::B).primary);
         assert_eq!(st.slot(SlotName::B).version.as_deref(), Some("2.0.0"));
 
-        assert_eq!(s.boot(&mut env, 3), BootDecision::Boot(SlotName::B));
+        assert_eq!(s.boot(&mut env), BootDecision::Boot(SlotName::B));
         let env = confirm(s, &env, SlotName::B, 3).unwrap();
         let st = BootState::read(s, &env).unwrap();
         assert_eq!(st.slot(SlotName::B).state, SlotState::Good);
-        assert_eq!(st.pending, None);
+        assert!(st.pending.is_empty());
     }
 
     #[test]
@@ -283,17 +504,11 @@ mod tests {
     #[test]
     fn pending_slot_that_runs_out_of_tries_is_a_rollback() {
         let s = &RaucUboot;
-        let mut env = mark_pending(
-            s,
-            &begin_install(s, &fresh_uboot(), SlotName::B),
-            SlotName::B,
-            &v2(),
-            2,
-        );
+        let mut env = install_b(s, &fresh_uboot(), 2);
         for _ in 0..2 {
-            assert_eq!(s.boot(&mut env, 3), BootDecision::Boot(SlotName::B));
+            assert_eq!(s.boot(&mut env), BootDecision::Boot(SlotName::B));
         }
-        assert_eq!(s.boot(&mut env, 3), BootDecision::Boot(SlotName::A));
+        assert_eq!(s.boot(&mut env), BootDecision::Boot(SlotName::A));
         let st = BootState::read(s, &env).unwrap();
         assert_eq!(
             st.slot(SlotName::B).state,
@@ -319,14 +534,8 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let mut env = mark_pending(
-            s,
-            &begin_install(s, &base, SlotName::B),
-            SlotName::B,
-            &v2(),
-            3,
-        );
-        assert_eq!(s.boot(&mut env, 3), BootDecision::Boot(SlotName::B));
+        let mut env = install_b(s, &base, 3);
+        assert_eq!(s.boot(&mut env), BootDecision::Boot(SlotName::B));
         let env = confirm(s, &env, SlotName::B, 3).unwrap();
         assert_eq!(
             BootState::read(s, &env).unwrap().slot(SlotName::B).state,
@@ -350,7 +559,7 @@ mod tests {
             assert_eq!(st.slot(SlotName::A).state, SlotState::Good, "{}", s.name());
             assert!(st.slot(SlotName::A).primary);
             assert!(matches!(st.slot(SlotName::B).state, SlotState::Bad { .. }));
-            assert_eq!(st.pending, None);
+            assert!(st.pending.is_empty());
             assert_eq!(st.slot(SlotName::A).version.as_deref(), Some("1.0.0"));
             assert_eq!(env["bootdelay"], "2");
             let unknown = factory_state(s, &vars, SlotName::B, None, 3);
@@ -367,7 +576,108 @@ mod tests {
     #[test]
     fn mark_bad_of_a_bad_slot_writes_nothing() {
         let s = &RaucUboot;
-        let env = begin_install(s, &fresh_uboot(), SlotName::B);
+        let env = begin_b(s, &fresh_uboot()).vars;
         assert_eq!(mark_bad(s, &env, SlotName::B), None);
+    }
+
+    #[test]
+    fn an_install_that_leaves_no_fallback_cannot_begin() {
+        // `mark-bad booted` on A, then an install into B: nothing would be bootable.
+        for s in [&RaucUboot as &dyn BootScheme, &RaucGrub] {
+            let factory = factory_state(s, &EnvVars::new(), SlotName::A, None, 3);
+            let both = install_b(s, &factory, 3);
+            let mut booted_b = both.clone();
+            s.boot(&mut booted_b);
+            let good_b = confirm(s, &booted_b, SlotName::B, 3).unwrap();
+            let a_bad = mark_bad(s, &good_b, SlotName::A).unwrap();
+            let refused = begin_install(s, &a_bad, SlotName::A, SlotName::B, 3);
+            assert!(
+                refused.is_ok(),
+                "{}: writing the bad slot is fine",
+                s.name()
+            );
+            let b_bad = mark_bad(s, &good_b, SlotName::B).unwrap();
+            let err = begin_install(s, &b_bad, SlotName::A, SlotName::B, 3).unwrap_err();
+            assert_eq!(
+                (err.target, err.fallback),
+                (SlotName::A, SlotName::B),
+                "{}",
+                s.name()
+            );
+            assert!(
+                err.to_string().contains("no other slot would be bootable"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn begin_install_rearms_a_confirmed_booted_slot_in_the_same_write() {
+        // GRUB after a normal boot of confirmed A: A_TRY=1. Without the re-arm, a
+        // broken B would be tried, then GRUB would find no slot, reset the flags and
+        // try B again: twice its tries before falling back.
+        let s = &RaucGrub;
+        let mut env = factory_state(s, &EnvVars::new(), SlotName::A, None, 3);
+        s.boot(&mut env);
+        let st = BootState::read_running(s, &env, SlotName::A).unwrap();
+        assert_eq!(st.slot(SlotName::A).state, SlotState::Unarmed);
+        let mut env = install_b(s, &env, 3);
+        assert_eq!(s.boot(&mut env), BootDecision::Boot(SlotName::B));
+        assert_eq!(s.boot(&mut env), BootDecision::Boot(SlotName::A));
+        // The same for U-Boot with A's counter spent by unconfirmed boots.
+        let u = &RaucUboot;
+        let mut env = factory_state(u, &EnvVars::new(), SlotName::A, None, 2);
+        u.boot(&mut env);
+        u.boot(&mut env);
+        let mut env = install_b(u, &env, 2);
+        assert_eq!(env["BOOT_A_LEFT"], "2");
+        let boots: Vec<_> = (0..3).map(|_| u.boot(&mut env)).collect();
+        let b = BootDecision::Boot(SlotName::B);
+        assert_eq!(boots, [b, b, BootDecision::Boot(SlotName::A)]);
+    }
+
+    #[test]
+    fn a_booted_slot_on_its_last_try_is_pending_not_rolled_back() {
+        let s = &RaucUboot;
+        let mut env = install_b(s, &fresh_uboot(), 1);
+        assert_eq!(s.boot(&mut env), BootDecision::Boot(SlotName::B));
+        let running = BootState::read_running(s, &env, SlotName::B).unwrap();
+        assert_eq!(
+            running.slot(SlotName::B).state,
+            SlotState::Pending { tries_left: 0 }
+        );
+        assert!(running
+            .slot(SlotName::B)
+            .state
+            .to_string()
+            .contains("last try"));
+        let from_a = BootState::read_running(s, &env, SlotName::A).unwrap();
+        assert!(matches!(
+            from_a.slot(SlotName::B).state,
+            SlotState::Bad {
+                reason: BadReason::TriesExhausted
+            }
+        ));
+        assert_eq!(
+            predict_next_boot(s, &env),
+            NextBoot {
+                slot: Some(SlotName::A),
+                after_reset: false
+            }
+        );
+    }
+
+    #[test]
+    fn next_boot_names_the_slot_after_a_reset() {
+        let s = &RaucGrub;
+        let mut env = factory_state(s, &EnvVars::new(), SlotName::A, None, 3);
+        s.boot(&mut env);
+        assert_eq!(
+            predict_next_boot(s, &env),
+            NextBoot {
+                slot: Some(SlotName::A),
+                after_reset: true
+            }
+        );
     }
 }

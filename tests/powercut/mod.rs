@@ -330,7 +330,7 @@ pub fn boot(rail: &PowerRail, backend: EnvBackend) -> Result<BootDecision, Strin
     let mut vars = env
         .load()
         .map_err(|e| format!("bootloader env load: {e}"))?;
-    let decision = backend.scheme().boot(&mut vars, ATTEMPTS);
+    let decision = backend.scheme().boot(&mut vars);
     env.commit(&vars)
         .map_err(|e| format!("bootloader saveenv: {e}"))?;
     Ok(decision)

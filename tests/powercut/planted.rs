@@ -1,6 +1,6 @@
 //! Planted unsafe installers: update steps with a known power-cut bug, which the
 //! campaign must catch (tests/power_cut.rs checks that it reports them).
-use bascule::slot::{state, InstalledImage};
+use bascule::slot::InstalledImage;
 use bascule_hal::env::{EnvFiles, GrubCodec};
 use bascule_hal::{BlockDevice, EnvStore, EnvVars, GrubEnv, HalError};
 use bascule_partitions::SlotName;
@@ -24,7 +24,14 @@ pub fn unsafe_update(rail: &PowerRail, backend: EnvBackend) -> Result<(), String
         version: v3.version.into(),
         security_version: 1,
     };
-    let next = state::mark_pending(backend.scheme(), &vars, SlotName::A, &image, ATTEMPTS);
+    // `state::mark_pending` needs the proof that `begin_install` ran; this planted bug
+    // has none, so it makes the slot primary by hand, as a careless installer would.
+    let mut next = vars;
+    backend
+        .scheme()
+        .set_primary(&mut next, SlotName::A, ATTEMPTS);
+    next.insert("BASCULE_PENDING".into(), "A".into());
+    next.insert("BASCULE_A_VERSION".into(), image.version);
     env.commit(&next).map_err(|e| e.to_string())
 }
 

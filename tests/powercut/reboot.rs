@@ -71,7 +71,7 @@ pub fn check_reboot(
     // such boot is already a brick.
     let resets_allowed = usize::from(backend.no_slot_resets_counters());
     for n in 0..2 * usize::from(ATTEMPTS) + 3 {
-        let decision = scheme.boot(&mut vars, ATTEMPTS);
+        let decision = scheme.boot(&mut vars);
         env.commit(&vars)
             .map_err(|e| format!("boot {n}: bootloader saveenv failed: {e}"))?;
         match decision {
