@@ -1,15 +1,15 @@
 //! The commands' logic, shared by the CLI and the demo: status, mark-good, mark-bad,
 //! install and the simulated boot. Each takes a [`Device`] and returns a value the
 //! CLI prints; none prints by itself.
-use bascule_hal::EnvVars;
+use bascule_hal::{EnvStore, EnvVars, SecurityFloorStore};
 use bascule_partitions::SlotName;
 use serde::Serialize;
 
 use crate::bundle::{BundleReader, Keyring};
-use crate::device::Device;
+use crate::device::{Device, DeviceError};
 use crate::install::lock::{EnvLock, InstallLock};
 use crate::install::{self, InstallOptions, InstallReport, InstallTarget, Progress};
-use crate::slot::{state, BadReason, BootDecision, BootState, SlotInfo, SlotState};
+use crate::slot::{state, BadReason, BootDecision, BootScheme, BootState, SlotInfo, SlotState};
 use crate::source::open_source;
 use crate::Error;
 
@@ -166,10 +166,47 @@ pub fn mark_good(dev: &mut Device, which: SlotSelector, force: bool) -> Result<M
 /// Confirms the booted slot, then raises the floor to its security version.
 fn confirm_booted(dev: &mut Device, slot: SlotName) -> Result<MarkedGood, Error> {
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
-    let vars = dev.env.load()?;
-    let boot_state = BootState::read(dev.scheme.as_ref(), &vars)?;
-    let next = state::confirm(dev.scheme.as_ref(), &vars, slot, dev.config.boot.attempts);
-    let after = BootState::read(dev.scheme.as_ref(), next.as_ref().unwrap_or(&vars))?;
+    let attempts = dev.config.boot.attempts;
+    let done = confirm_and_raise_floor(
+        dev.env.as_mut(),
+        dev.floor.as_mut(),
+        dev.scheme.as_ref(),
+        slot,
+        attempts,
+    )?;
+    Ok(MarkedGood {
+        slot,
+        written: done.written,
+        outcome: GoodOutcome::Confirmed { floor: done.floor },
+    })
+}
+
+/// What [`confirm_and_raise_floor`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Whether the environment was written.
+    pub written: bool,
+    /// The floor before and after.
+    pub floor: (u32, u32),
+}
+
+/// Confirms `slot`, which booted and proved healthy, then raises the security floor
+/// to its security version. The one order every confirmation takes: the env commit
+/// is durable before the floor rises, so a power cut between the two leaves a
+/// confirmed slot and the old floor (the next confirmation raises it), never a floor
+/// raised for a slot that is not confirmed. Refuses when the scheme would still not
+/// boot `slot`. The caller holds the env lock and knows `slot` is the booted one.
+pub fn confirm_and_raise_floor(
+    env: &mut dyn EnvStore,
+    floor: &mut dyn SecurityFloorStore,
+    scheme: &dyn BootScheme,
+    slot: SlotName,
+    attempts: u8,
+) -> Result<Confirmation, Error> {
+    let vars = env.load()?;
+    let boot_state = BootState::read(scheme, &vars)?;
+    let next = state::confirm(scheme, &vars, slot, attempts);
+    let after = BootState::read(scheme, next.as_ref().unwrap_or(&vars))?;
     if after.slot(slot).state != SlotState::Good {
         return Err(Error::Refused(format!(
             "cannot mark slot {slot} good: it is {} and the bootloader would still not boot it; \
@@ -177,18 +214,24 @@ fn confirm_booted(dev: &mut Device, slot: SlotName) -> Result<MarkedGood, Error>
             boot_state.slot(slot).state
         )));
     }
-    let before = dev.security_floor()?;
-    // The confirmation is durable before the floor rises: a cut between the two
-    // leaves a confirmed slot and the old floor, which the next confirm raises.
-    let written = commit_if_some(dev, next)?;
+    let floor_err = |e| Error::Device(DeviceError::Floor(e));
+    let before = floor.read().map_err(floor_err)?;
+    let written = match next {
+        Some(next) => {
+            env.commit(&next)?;
+            true
+        }
+        None => false,
+    };
+    let mut now = before;
     if let Some(secver) = boot_state.slot(slot).security_version {
-        dev.raise_security_floor(secver)?;
+        if floor.raise(secver).map_err(floor_err)? {
+            now = secver;
+        }
     }
-    let floor = (before, dev.security_floor()?);
-    Ok(MarkedGood {
-        slot,
+    Ok(Confirmation {
         written,
-        outcome: GoodOutcome::Confirmed { floor },
+        floor: (before, now),
     })
 }
 

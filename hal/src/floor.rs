@@ -77,7 +77,10 @@ pub fn decode_floor(bytes: &[u8]) -> Result<u32, String> {
         return Err(format!("{} bytes without a final newline", bytes.len()));
     };
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(format!("{:?} is not a decimal number", digits.escape_ascii()));
+        return Err(format!(
+            "{:?} is not a decimal number",
+            digits.escape_ascii()
+        ));
     }
     core::str::from_utf8(digits)
         .ok()
@@ -171,7 +174,11 @@ mod tests {
             b"3\n",
             "the raise was not durable"
         );
-        assert_eq!(files.names(), ["security-floor"], "staging file left behind");
+        assert_eq!(
+            files.names(),
+            ["security-floor"],
+            "staging file left behind"
+        );
     }
 
     #[test]
@@ -187,7 +194,15 @@ mod tests {
 
     #[test]
     fn garbage_and_torn_files_are_errors_not_zero() {
-        for bytes in [&b""[..], b"1", b"12", b"x\n", b"-1\n", b"4294967296\n", b"1 \n"] {
+        for bytes in [
+            &b""[..],
+            b"1",
+            b"12",
+            b"x\n",
+            b"-1\n",
+            b"4294967296\n",
+            b"1 \n",
+        ] {
             let mut files = MemFiles::new();
             files.insert("f", bytes);
             let err = FileFloor::new(files, "f").read().unwrap_err();
