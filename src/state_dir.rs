@@ -164,7 +164,8 @@ fn holder_of(path: &Path) -> Result<Holder, StateDirError> {
         state_dir: path.to_path_buf(),
         message,
     };
-    let existing = path
+    let absolute = std::path::absolute(path).map_err(|e| stat_err(e.to_string()))?;
+    let existing = absolute
         .ancestors()
         .find(|p| p.exists())
         .ok_or_else(|| stat_err("no ancestor exists".into()))?;
@@ -251,6 +252,13 @@ mod tests {
         // Components, not string prefixes; escapes decoded.
         assert_eq!(src("/database").as_deref(), Some("/dev/mmcblk0p2"));
         assert_eq!(src("/data dir/x").as_deref(), Some("tmp fs"));
+    }
+
+    #[test]
+    fn a_relative_state_dir_that_does_not_exist_yet_is_judged_by_its_existing_ancestor() {
+        let holder = holder_of(Path::new("no-such-dir/bascule")).expect("cwd exists");
+        let cwd = std::fs::metadata(".").expect("stat cwd");
+        assert_eq!(holder.dev, cwd.dev());
     }
 
     #[test]
