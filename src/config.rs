@@ -1,6 +1,7 @@
 //! The device configuration, `system.toml`: what the device is (compatible), whom it
 //! trusts (keyring), where its boot state lives (bootenv), how it learns which slot
-//! runs (kernel command line) and where its slots are.
+//! runs (kernel command line), where its slots are, and where the state both slots
+//! share lives (the data slot, `[data]`, holding `state_dir`).
 //!
 //! Relative paths are resolved against the directory of the config file. Unknown keys
 //! are errors, so a typo never silently falls back to a default.
@@ -32,23 +33,40 @@ pub enum ConfigError {
 struct RawConfig {
     compatible: String,
     keyring: PathBuf,
-    #[serde(default = "default_state_dir")]
-    state_dir: PathBuf,
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
     #[serde(default)]
     boot: BootConfig,
     bootenv: BootEnvConfig,
     slots: BTreeMap<String, AbPair>,
     #[serde(default)]
-    data: Option<SlotSpec>,
+    data: Option<DataSlot>,
 }
+
+/// The data slot: a filesystem kept across updates, mounted before bascule runs at
+/// boot (by fstab or a systemd mount unit), that both root slots see. bascule keeps
+/// its state there (`state_dir`: the security floor, locks), so what one slot
+/// records the other reads.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSlot {
+    /// The block device (partition) holding the data filesystem.
+    pub device: PathBuf,
+    /// Where that filesystem is mounted.
+    pub mount: PathBuf,
+}
+
+/// `state_dir` when `[data]` is set: this directory under the data slot's mount point.
+pub const DATA_STATE_SUBDIR: &str = "bascule";
 
 fn default_bascule_env() -> String {
     "bascule-env".into()
 }
 
-fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/bascule")
-}
+/// `state_dir` when neither it nor `[data]` is set. On a device whose root slots
+/// are block devices this lies on the booted root and is refused when the device is
+/// opened (see [`crate::state_dir`]); it serves file-backed test devices.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/bascule";
 
 /// How the booted slot is found and how many tries a new slot gets.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -130,7 +148,10 @@ pub struct SystemConfig {
     pub path: PathBuf,
     pub compatible: String,
     pub keyring: PathBuf,
+    /// Where bascule keeps the state both slots share (security floor, locks).
     pub state_dir: PathBuf,
+    /// The data slot, when the config names one.
+    pub data: Option<DataSlot>,
     pub boot: BootConfig,
     pub bootenv: BootEnvConfig,
     pub layout: Layout,
@@ -153,9 +174,17 @@ impl SystemConfig {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let data = raw.data.map(|d| DataSlot {
+            device: base.join(d.device),
+            mount: base.join(d.mount),
+        });
         let layout = Layout {
             slots: raw.slots,
-            data: raw.data,
+            data: data.as_ref().map(|d| SlotSpec {
+                device: d.device.clone(),
+                offset: 0,
+                size: None,
+            }),
         }
         .resolve(base)
         .map_err(|source| ConfigError::Layout {
@@ -193,16 +222,39 @@ impl SystemConfig {
         if boot.cmdline_keys.is_empty() {
             return Err(invalid("boot.cmdline_keys must name at least one key"));
         }
+        let state_dir = state_dir(raw.state_dir.map(|d| base.join(d)), data.as_ref())
+            .map_err(|message| invalid(&message))?;
         Ok(SystemConfig {
             path: path.to_path_buf(),
             compatible: raw.compatible,
             keyring: base.join(raw.keyring),
-            state_dir: base.join(raw.state_dir),
+            state_dir,
+            data,
             boot,
             bootenv,
             layout,
         })
     }
+}
+
+/// `state_dir` as written, or its default: under the data slot's mount point when
+/// there is one. With a data slot, a `state_dir` outside its mount point is refused.
+fn state_dir(written: Option<PathBuf>, data: Option<&DataSlot>) -> Result<PathBuf, String> {
+    let Some(data) = data else {
+        return Ok(written.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)));
+    };
+    let Some(dir) = written else {
+        return Ok(data.mount.join(DATA_STATE_SUBDIR));
+    };
+    if !dir.starts_with(&data.mount) || dir.components().any(|c| c.as_os_str() == "..") {
+        return Err(format!(
+            "state_dir {} is not under the data slot's mount point {} ([data] mount): the \
+             state both slots share must live on the data slot",
+            dir.display(),
+            data.mount.display()
+        ));
+    }
+    Ok(dir)
 }
 
 #[cfg(test)]
@@ -276,6 +328,48 @@ mod tests {
         assert!(err.to_string().contains("allow_single_copy"), "{err}");
         let allowed = single.replace("size = 16384", "size = 16384\nallow_single_copy = true");
         assert!(SystemConfig::parse(&allowed, Path::new("s.toml")).is_ok());
+    }
+
+    #[test]
+    fn state_dir_defaults_under_the_data_mount() {
+        let text = SAMPLE.replace("state_dir = \"state\"\n", "")
+            + "[data]\ndevice = \"/dev/mmcblk0p4\"\nmount = \"/data\"\n";
+        let cfg = SystemConfig::parse(&text, Path::new("/x/system.toml")).unwrap();
+        assert_eq!(cfg.state_dir, Path::new("/data/bascule"));
+        let data = cfg.data.expect("data slot");
+        assert_eq!(
+            (data.device.as_path(), data.mount.as_path()),
+            (Path::new("/dev/mmcblk0p4"), Path::new("/data"))
+        );
+        let without = SAMPLE.replace("state_dir = \"state\"\n", "");
+        let cfg = SystemConfig::parse(&without, Path::new("/x/system.toml")).unwrap();
+        assert_eq!(cfg.state_dir, Path::new(DEFAULT_STATE_DIR));
+    }
+
+    #[test]
+    fn state_dir_outside_the_data_mount_is_refused() {
+        let data = "[data]\ndevice = \"/dev/mmcblk0p4\"\nmount = \"/data\"\n";
+        for dir in ["/var/lib/bascule", "/data/../var/lib/bascule", "/database"] {
+            let text = SAMPLE.replace("\"state\"", &format!("{dir:?}")) + data;
+            let err = SystemConfig::parse(&text, Path::new("s.toml")).unwrap_err();
+            assert!(
+                err.to_string().contains("not under the data slot"),
+                "{dir}: {err}"
+            );
+        }
+        let inside = SAMPLE.replace("\"state\"", "\"/data/x/bascule\"") + data;
+        let cfg = SystemConfig::parse(&inside, Path::new("s.toml")).unwrap();
+        assert_eq!(cfg.state_dir, Path::new("/data/x/bascule"));
+    }
+
+    #[test]
+    fn data_slot_needs_a_mount_point_and_may_not_overlap_a_root_slot() {
+        let no_mount = format!("{SAMPLE}[data]\ndevice = \"/dev/mmcblk0p4\"\n");
+        let err = SystemConfig::parse(&no_mount, Path::new("s.toml")).unwrap_err();
+        assert!(err.to_string().contains("mount"), "{err}");
+        let overlap = format!("{SAMPLE}[data]\ndevice = \"disk.img\"\nmount = \"/data\"\n");
+        let err = SystemConfig::parse(&overlap, Path::new("s.toml")).unwrap_err();
+        assert!(err.to_string().contains("overlaps"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `bascule demo`: a whole A/B update cycle on a device made of local files.
 //!
-//! It builds a default device (a disk image holding slots A and B, a redundant U-Boot
+//! It builds a default device (a disk image holding slots A and B, a data slot whose
+//! mounted filesystem a `data/` directory stands in for, a redundant U-Boot
 //! environment file, `system.toml`, a signing key and an `fw_env.config`), then:
 //! provisions v1 into A; installs v2 into B, "reboots" with the bootloader simulator,
 //! runs a health check and confirms B; installs a deliberately unhealthy v3 into A,
@@ -24,6 +25,7 @@ use crate::Error;
 const SLOT_SIZE: u64 = 32 << 20;
 const IMAGE_SIZE: u64 = 24 << 20;
 const ENV_SIZE: u64 = 0x4000;
+const DATA_SIZE: u64 = 1 << 20;
 const MARKER_LEN: usize = 512;
 const COMPATIBLE: &str = "bascule-demo-board";
 
@@ -61,7 +63,7 @@ pub fn run(dir: &Path) -> Result<(), Error> {
     )?;
     step.say("Health check on B passes, so bascule confirms B");
     expect(health_ok(&dev)?, "health check of v2 passes")?;
-    ops::mark_good(&mut dev, SlotSelector::Booted)?;
+    ops::mark_good(&mut dev, SlotSelector::Booted, false)?;
     expect_state(
         &mut dev,
         SlotName::B,
@@ -103,7 +105,7 @@ fn rollback_cycle(dev: &mut Device, step: &mut Steps) -> Result<(), Error> {
         "bootloader falls back to B",
     )?;
     expect(health_ok(dev)?, "v2 on B is healthy again")?;
-    ops::mark_good(dev, SlotSelector::Booted)?;
+    ops::mark_good(dev, SlotSelector::Booted, false)?;
     expect_state(
         dev,
         SlotName::A,
@@ -168,7 +170,8 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, Error> {
     dir.canonicalize().map_err(Error::io("resolve demo dir"))
 }
 
-/// Writes disk.img, uboot.env, system.toml, fw_env.config, cmdline and the keys.
+/// Writes disk.img, uboot.env, data.img, data/, system.toml, fw_env.config, cmdline
+/// and the keys.
 fn create_device(dir: &Path) -> Result<PathBuf, Error> {
     let sized = |name: &str, len: u64| -> Result<(), Error> {
         let f =
@@ -177,6 +180,8 @@ fn create_device(dir: &Path) -> Result<PathBuf, Error> {
     };
     sized("disk.img", 2 * SLOT_SIZE)?;
     sized("uboot.env", 2 * ENV_SIZE)?;
+    sized("data.img", DATA_SIZE)?;
+    std::fs::create_dir_all(dir.join("data")).map_err(Error::io("create data"))?;
     let write = |name: &str, text: String| {
         std::fs::write(dir.join(name), text).map_err(Error::io(format!("write {name}")))
     };
@@ -206,7 +211,13 @@ fn system_toml() -> String {
         r#"# bascule demo device: every path is relative to this file.
 compatible = "{COMPATIBLE}"
 keyring = "keyring"
-state_dir = "state"
+# state_dir defaults to data/bascule: the security floor both slots share
+
+# The data slot: a filesystem both root slots see, mounted before bascule runs. On a
+# real device a partition mounted at e.g. /data; here data.img and the data/ directory.
+[data]
+device = "data.img"
+mount = "data"
 
 [boot]
 cmdline = "cmdline"   # written by `bascule simulate-boot`; /proc/cmdline on a real device

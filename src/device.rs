@@ -1,21 +1,29 @@
 //! The device as the config describes it: its boot environment store, its boot
-//! scheme, its slots and its security floor, opened from `system.toml`.
+//! scheme, its slots and its security floor store, opened from `system.toml`.
+//!
+//! Opening checks where `state_dir` is ([`crate::state_dir::check`]): on the data
+//! slot, never on a root slot. The security floor is the file `security-floor` in
+//! `state_dir`, so both root slots read and raise the same floor.
 //!
 //! This is the glue between the pure core (slot state machine, planner) and the hal
 //! backends; commands in [`crate::ops`] work on a [`Device`].
 use std::path::{Path, PathBuf};
 
 use bascule_hal::env::{
-    DirFiles, GrubCodec, GrubEnv, NativeEnv, NativeLayout, UbootEnv, UbootLayout,
+    replace_file, DirFiles, GrubCodec, GrubEnv, NativeEnv, NativeLayout, UbootEnv, UbootLayout,
 };
 use bascule_hal::gpt::{GptAttrEnv, GptAttrLayout, PartitionRef};
-use bascule_hal::{BlockDevice, EnvStore, FileBlock, HalError};
+use bascule_hal::{BlockDevice, EnvStore, FileBlock, FileFloor, HalError, SecurityFloorStore};
 use bascule_partitions::{Layout, SlotName};
 
 use crate::config::{BootEnvConfig, SystemConfig};
 use crate::install::SlotDevices;
 use crate::slot::chromeos::ChromeosGpt;
 use crate::slot::{booted_slot, root_device, BootScheme, BootedSlotError, RaucGrub, RaucUboot};
+use crate::state_dir::{self, Placement, StateDirError};
+
+/// The security floor's file name in `state_dir`.
+pub const FLOOR_FILE: &str = "security-floor";
 
 /// Why the device could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +39,10 @@ pub enum DeviceError {
          slot as booted; refusing to write slot {slot}"
     )]
     RootIsTarget { root: String, slot: String },
-    #[error("security floor {path}: {message}")]
-    Floor { path: PathBuf, message: String },
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
+    #[error("security floor: {0}")]
+    Floor(HalError),
 }
 
 /// A device opened from its config.
@@ -40,16 +50,26 @@ pub struct Device {
     pub config: SystemConfig,
     pub env: Box<dyn EnvStore + Send>,
     pub scheme: Box<dyn BootScheme + Send + Sync>,
+    /// The lowest security version the device accepts, shared by both slots.
+    pub floor: Box<dyn SecurityFloorStore + Send>,
+    /// Where `state_dir` was found to be.
+    pub placement: Placement,
 }
 
 impl Device {
-    /// Opens the boot environment store the config names.
+    /// Opens the boot environment store the config names and the floor store in
+    /// `state_dir`, after checking that `state_dir` is on the data slot, not on a
+    /// root slot.
     pub fn open(config: SystemConfig) -> Result<Device, DeviceError> {
+        let placement = state_dir::check(&config)?;
         let (env, scheme) = open_env(&config.bootenv)?;
+        let floor = Box::new(FileFloor::new(DirFiles::new(&config.state_dir), FLOOR_FILE));
         Ok(Device {
             config,
             env,
             scheme,
+            floor,
+            placement,
         })
     }
 
@@ -101,37 +121,14 @@ impl Device {
     }
 
     /// The lowest security version this device accepts (0 when never raised).
-    pub fn security_floor(&self) -> Result<u32, DeviceError> {
-        let path = self.floor_path();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse().map_err(|_| DeviceError::Floor {
-                path,
-                message: format!("{:?} is not a number", text.trim()),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(DeviceError::Floor {
-                path,
-                message: e.to_string(),
-            }),
-        }
+    pub fn security_floor(&mut self) -> Result<u32, DeviceError> {
+        self.floor.read().map_err(DeviceError::Floor)
     }
 
-    /// Raises the security floor to `value` (never lowers it), atomically.
-    pub fn raise_security_floor(&self, value: u32) -> Result<(), DeviceError> {
-        if value <= self.security_floor()? {
-            return Ok(());
-        }
-        let path = self.floor_path();
-        let err = |e: std::io::Error| DeviceError::Floor {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(&self.config.state_dir).map_err(err)?;
-        write_atomic(&path, format!("{value}\n").as_bytes()).map_err(err)
-    }
-
-    fn floor_path(&self) -> PathBuf {
-        self.config.state_dir.join("security-floor")
+    /// Raises the security floor to `value` (never lowers it), atomically. Returns
+    /// whether it rose. `state_dir` must exist (the env lock creates it).
+    pub fn raise_security_floor(&mut self, value: u32) -> Result<bool, DeviceError> {
+        self.floor.raise(value).map_err(DeviceError::Floor)
     }
 
     /// The slots of this device, for the install engine.
@@ -142,15 +139,22 @@ impl Device {
     }
 }
 
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+/// Writes `bytes` to `path` atomically, staged through `path.new` in the same
+/// directory ([`replace_file`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HalError> {
+    let bad_path = || HalError::BadLayout {
+        what: path.display().to_string(),
+        reason: "not a path to a file".into(),
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(bad_path)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    replace_file(&mut DirFiles::new(dir), name, &format!("{name}.new"), bytes)
 }
 
 type EnvAndScheme = (Box<dyn EnvStore + Send>, Box<dyn BootScheme + Send + Sync>);

@@ -7,7 +7,8 @@
 //!
 //! Layout: [`bundle`] (wire format, signatures), [`slot`] (boot schemes and the slot
 //! state machine, pure), [`install`] (planning, pure; the streaming engine over `hal`
-//! traits), [`config`] and [`device`] (what `system.toml` describes, opened), [`ops`]
+//! traits), [`config`] and [`device`] (what `system.toml` describes, opened;
+//! [`state_dir`] checks that the shared state is on the data slot), [`ops`]
 //! (the commands' logic), [`cli`] (argument parsing and printing only).
 pub mod bundle;
 pub mod cli;
@@ -19,5 +20,6 @@ pub mod install;
 pub mod ops;
 pub mod slot;
 pub mod source;
+pub mod state_dir;
 
 pub use error::Error;

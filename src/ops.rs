@@ -1,16 +1,16 @@
 //! The commands' logic, shared by the CLI and the demo: status, mark-good, mark-bad,
 //! install and the simulated boot. Each takes a [`Device`] and returns a value the
 //! CLI prints; none prints by itself.
-use bascule_hal::EnvVars;
+use bascule_hal::{EnvStore, EnvVars, SecurityFloorStore};
 use bascule_partitions::SlotName;
 use serde::Serialize;
 
 use crate::bundle::{BundleReader, Keyring};
-use crate::device::Device;
+use crate::device::{Device, DeviceError};
 use crate::install::lock::{EnvLock, InstallLock};
 use crate::install::{self, InstallOptions, InstallReport, InstallTarget, Progress};
 use crate::slot::state::NextBoot;
-use crate::slot::{state, BootDecision, BootState, SlotInfo, SlotState};
+use crate::slot::{state, BadReason, BootDecision, BootScheme, BootState, SlotInfo, SlotState};
 use crate::source::open_source;
 use crate::Error;
 
@@ -60,6 +60,10 @@ pub struct StatusReport {
     /// What the bootloader does at the next power-on, if nothing is confirmed first.
     pub next_boot: NextBoot,
     pub security_floor: u32,
+    /// Where the floor is kept ("file /data/bascule/security-floor").
+    pub security_floor_store: String,
+    /// Where `state_dir` is, as checked when the device was opened.
+    pub state_dir: String,
     /// Environment writes one ordinary boot of this state costs (bootloader + confirm).
     pub env_writes_per_boot: u32,
     /// The raw variables, for the curious and for scripts.
@@ -88,6 +92,8 @@ pub fn status(dev: &mut Device) -> Result<StatusReport, Error> {
         slots: boot_state.slots.to_vec(),
         next_boot: state::predict_next_boot(dev.scheme.as_ref(), &vars),
         security_floor: dev.security_floor()?,
+        security_floor_store: dev.floor.describe(),
+        state_dir: format!("{} ({})", dev.config.state_dir.display(), dev.placement),
         env_writes_per_boot,
         env: vars,
     })
@@ -106,21 +112,108 @@ fn writes_per_boot(dev: &Device, vars: &EnvVars) -> u32 {
     bootloader.1 + u32::from(confirm.is_some())
 }
 
-/// Marks a slot good; raises the security floor to what it holds. Returns whether
-/// the environment was written.
-pub fn mark_good(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, bool), Error> {
+/// What `mark-good` did to a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoodOutcome {
+    /// The booted slot confirmed itself. The security floor went from `floor.0` to
+    /// `floor.1` (equal when it did not rise).
+    Confirmed { floor: (u32, u32) },
+    /// A slot that is not booted and was already good: at most its tries re-armed.
+    /// The floor is untouched (the slot did not prove itself by booting now).
+    AlreadyGood,
+    /// A slot that is not booted and was not good went back on trial (`--force`):
+    /// primary with `tries` fresh tries. The floor stays at `floor` until it boots and
+    /// confirms itself.
+    Revived {
+        was: SlotState,
+        version: String,
+        tries: u8,
+        floor: u32,
+    },
+}
+
+/// The result of `mark-good`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedGood {
+    pub slot: SlotName,
+    /// Whether the environment was written.
+    pub written: bool,
+    pub outcome: GoodOutcome,
+}
+
+/// Marks a slot good. The booted slot is confirmed, and only then (after the env
+/// commit) the security floor rises to its security version: the only way a slot
+/// raises the floor is by booting and confirming itself. Any other slot never raises
+/// it; one that is not good (rolled back, marked bad, pending) goes back on trial
+/// with fresh tries, and only with `force`.
+pub fn mark_good(dev: &mut Device, which: SlotSelector, force: bool) -> Result<MarkedGood, Error> {
     let slot = which.resolve(dev)?;
-    // Installs never write the booted slot; any other slot may be mid-write, and on
-    // schemes where mark-good makes a slot bootable (GRUB, GPT) that must not happen.
-    let _install = match dev.booted() {
-        Ok(booted) if booted == slot => None,
-        _ => Some(InstallLock::acquire(&dev.config.state_dir)?),
-    };
+    if dev.booted().ok() == Some(slot) {
+        return confirm_booted(dev, slot);
+    }
+    // Installs never write the booted slot; any other slot may be mid-write.
+    let _install = InstallLock::acquire(&dev.config.state_dir)?;
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let vars = dev.env.load()?;
     let boot_state = BootState::read(dev.scheme.as_ref(), &vars)?;
-    let next = state::confirm(dev.scheme.as_ref(), &vars, slot, dev.config.boot.attempts);
-    let after = BootState::read(dev.scheme.as_ref(), next.as_ref().unwrap_or(&vars))?;
+    let info = boot_state.slot(slot);
+    if info.state == SlotState::Good {
+        let next = state::confirm(dev.scheme.as_ref(), &vars, slot, dev.config.boot.attempts);
+        let written = commit_if_some(dev, next)?;
+        let outcome = GoodOutcome::AlreadyGood;
+        return Ok(MarkedGood {
+            slot,
+            written,
+            outcome,
+        });
+    }
+    revive(dev, &vars, info, force)
+}
+
+/// Confirms the booted slot, then raises the floor to its security version.
+fn confirm_booted(dev: &mut Device, slot: SlotName) -> Result<MarkedGood, Error> {
+    let _guard = EnvLock::acquire(&dev.config.state_dir)?;
+    let attempts = dev.config.boot.attempts;
+    let done = confirm_and_raise_floor(
+        dev.env.as_mut(),
+        dev.floor.as_mut(),
+        dev.scheme.as_ref(),
+        slot,
+        attempts,
+    )?;
+    Ok(MarkedGood {
+        slot,
+        written: done.written,
+        outcome: GoodOutcome::Confirmed { floor: done.floor },
+    })
+}
+
+/// What [`confirm_and_raise_floor`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Whether the environment was written.
+    pub written: bool,
+    /// The floor before and after.
+    pub floor: (u32, u32),
+}
+
+/// Confirms `slot`, which booted and proved healthy, then raises the security floor
+/// to its security version. The one order every confirmation takes: the env commit
+/// is durable before the floor rises, so a power cut between the two leaves a
+/// confirmed slot and the old floor (the next confirmation raises it), never a floor
+/// raised for a slot that is not confirmed. Refuses when the scheme would still not
+/// boot `slot`. The caller holds the env lock and knows `slot` is the booted one.
+pub fn confirm_and_raise_floor(
+    env: &mut dyn EnvStore,
+    floor: &mut dyn SecurityFloorStore,
+    scheme: &dyn BootScheme,
+    slot: SlotName,
+    attempts: u8,
+) -> Result<Confirmation, Error> {
+    let vars = env.load()?;
+    let boot_state = BootState::read(scheme, &vars)?;
+    let next = state::confirm(scheme, &vars, slot, attempts);
+    let after = BootState::read(scheme, next.as_ref().unwrap_or(&vars))?;
     if after.slot(slot).state != SlotState::Good {
         return Err(Error::Refused(format!(
             "cannot mark slot {slot} good: it is {} and the bootloader would still not boot it; \
@@ -128,17 +221,99 @@ pub fn mark_good(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, boo
             boot_state.slot(slot).state
         )));
     }
+    let floor_err = |e| Error::Device(DeviceError::Floor(e));
+    let before = floor.read().map_err(floor_err)?;
     let written = match next {
         Some(next) => {
-            dev.env.commit(&next)?;
+            env.commit(&next)?;
             true
         }
         None => false,
     };
+    let mut now = before;
     if let Some(secver) = boot_state.slot(slot).security_version {
-        dev.raise_security_floor(secver)?;
+        if floor.raise(secver).map_err(floor_err)? {
+            now = secver;
+        }
     }
-    Ok((slot, written))
+    Ok(Confirmation {
+        written,
+        floor: (before, now),
+    })
+}
+
+/// Puts a slot that is not booted and not good back on trial, with `force` only.
+fn revive(
+    dev: &mut Device,
+    vars: &EnvVars,
+    info: &SlotInfo,
+    force: bool,
+) -> Result<MarkedGood, Error> {
+    let slot = info.slot;
+    let (Some(version), Some(security_version)) = (&info.version, info.security_version) else {
+        return Err(Error::Refused(format!(
+            "cannot mark slot {slot} good: it is {} and bascule does not know what it holds \
+             (an install into it did not finish); install a bundle into it instead",
+            info.state
+        )));
+    };
+    let tries = dev.config.boot.attempts;
+    let floor = dev.security_floor()?;
+    let what = format!(
+        "slot {slot} (v{version}) {}; --force makes it primary with {tries} fresh tries; the \
+         security floor ({floor}) is not raised until it boots and confirms itself",
+        why_not_good(&info.state)
+    );
+    if !force {
+        return Err(Error::Refused(format!("refusing to mark-good: {what}")));
+    }
+    let image = state::InstalledImage {
+        version: version.clone(),
+        security_version,
+    };
+    let next = state::retry(dev.scheme.as_ref(), vars, slot, &image, tries);
+    let after = BootState::read(dev.scheme.as_ref(), &next)?;
+    if !matches!(after.slot(slot).state, SlotState::Pending { .. }) {
+        return Err(Error::Refused(format!(
+            "cannot put slot {slot} back on trial: the boot scheme would leave it {}",
+            after.slot(slot).state
+        )));
+    }
+    dev.env.commit(&next)?;
+    let outcome = GoodOutcome::Revived {
+        was: info.state.clone(),
+        version: version.clone(),
+        tries,
+        floor,
+    };
+    Ok(MarkedGood {
+        slot,
+        written: true,
+        outcome,
+    })
+}
+
+/// Why a slot that is not good is not, in words for `mark-good`'s messages.
+fn why_not_good(state: &SlotState) -> String {
+    match state {
+        SlotState::Bad {
+            reason: BadReason::TriesExhausted,
+        } => "rolled back after its tries ran out".into(),
+        SlotState::Pending { tries_left } => {
+            format!("is on trial ({tries_left} tries left) and has not confirmed itself by booting")
+        }
+        other => format!("is {other}"),
+    }
+}
+
+fn commit_if_some(dev: &mut Device, next: Option<EnvVars>) -> Result<bool, Error> {
+    match next {
+        Some(next) => {
+            dev.env.commit(&next)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Marks a slot bad. Returns whether the environment was written.
@@ -207,8 +382,10 @@ pub fn simulate_boot(dev: &mut Device) -> Result<BootDecision, Error> {
         }
         BootDecision::NoSlotResetCounters => "console=ttyS0\n".to_string(),
     };
-    crate::device::write_atomic(&cmdline, line.as_bytes())
-        .map_err(Error::io(format!("write {}", cmdline.display())))?;
+    crate::device::write_atomic(&cmdline, line.as_bytes()).map_err(|e| Error::Io {
+        context: format!("write {}", cmdline.display()),
+        message: e.to_string(),
+    })?;
     Ok(decision)
 }
 

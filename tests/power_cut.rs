@@ -30,10 +30,14 @@
 //! - every slot in the boot order right after the cut (under GRUB: in `ORDER` with
 //!   `<x>_OK=1`, the only ones its reset can make bootable) holds exactly the image of
 //!   the version the env records for it (a fallback the chain never takes, e.g. a
-//!   ChromeOS slot behind a successful one, could still boot it).
+//!   ChromeOS slot behind a successful one, could still boot it);
+//! - the security floor file in the data slot's `state_dir` (a fourth rail member, a
+//!   `MemFiles` directory; v1, v2, v3 carry security versions 1, 2, 3) reads, is not
+//!   below its value before the scenario (never lost), and is above it only at the
+//!   security version of a slot the env shows confirmed (never raised early).
 //!
 //! Scenario 1: from the factory state (v1 good on A), install v2 into B with the real
-//! engine, boot B, health passes, confirm B. Scenario 2: from scenario 1's end state,
+//! engine, boot B, health passes, confirm B (env commit, then the floor rises to 2). Scenario 2: from scenario 1's end state,
 //! install v3 into A, boot A as many times as the scheme tries a pending slot with
 //! failing health (`ATTEMPTS`; once under GRUB, see [`EnvBackend::pending_tries`]),
 //! fall back to B, confirm B.
@@ -70,7 +74,9 @@ use bascule_hal::{BlockDevice, MemBlock};
 use bascule_partitions::SlotName;
 
 use powercut::campaign::{campaign, every_backend, SECTOR};
-use powercut::planted::{commit_renaming_before_fsync, unsafe_update};
+use powercut::planted::{
+    commit_renaming_before_fsync, confirm_raising_the_floor_first, unsafe_update,
+};
 use powercut::rail::{FileOp, Op, RailCut};
 use powercut::scenario::{end_state, new_rail, update_and_confirm, Scenario};
 use powercut::Image;
@@ -295,4 +301,29 @@ fn campaign_catches_a_grubenv_renamed_before_fsync() {
         "the campaign missed an empty grubenv: {:?}",
         findings.failures
     );
+}
+
+/// The campaign reads the security floor after every cut: a confirmation that raises
+/// the floor before its env commit leaves it raised for a slot still on trial.
+#[test]
+fn campaign_catches_a_floor_raised_before_the_confirmation() {
+    for backend in EnvBackend::ALL {
+        let scenario = Scenario {
+            name: "floor raised before the confirmation".into(),
+            backend,
+            start: factory_board(backend),
+            confirmed: (SlotName::A, "1.0.0"),
+            steps: confirm_raising_the_floor_first,
+        };
+        let findings = campaign(&scenario, false);
+        assert!(
+            findings
+                .failures
+                .iter()
+                .any(|f| f.contains("raised before the confirmation")),
+            "{}: the campaign missed a floor raised early: {:?}",
+            backend.name(),
+            findings.failures.first()
+        );
+    }
 }

@@ -46,6 +46,10 @@ pub enum HalError {
         name: String,
         reason: &'static str,
     },
+    /// The security floor store holds something that is not a floor (a floor is never
+    /// guessed: reading it as 0 would re-admit what it keeps out).
+    #[error("security floor {store} is unreadable: {detail}")]
+    FloorCorrupt { store: String, detail: String },
     /// A layout (offsets, sizes) that cannot work.
     #[error("invalid layout for {what}: {reason}")]
     BadLayout { what: String, reason: String },

@@ -8,6 +8,9 @@
 //! - [`EnvStore`]: a bootloader environment that loads whole and commits whole, with
 //!   every commit atomic across a power cut. Backends live in [`env`](mod@env): [`UbootEnv`],
 //!   [`GrubEnv`], [`NativeEnv`].
+//! - [`SecurityFloorStore`]: the lowest security version the device accepts, which
+//!   only rises, kept where both slots see it. Backends in [`floor`]: [`FileFloor`]
+//!   (a file on the data slot), [`MemFloor`] (memory, for tests).
 //!
 //! The codecs (U-Boot env, GRUB env, native env) are pure `encode`/`decode`
 //! functions over `alloc` types, so they build without `std` (`--no-default-features`)
@@ -20,6 +23,7 @@ extern crate alloc;
 pub mod block;
 pub mod env;
 pub mod error;
+pub mod floor;
 pub mod gpt;
 
 #[cfg(feature = "std")]
@@ -27,3 +31,4 @@ pub use block::FileBlock;
 pub use block::{AlignedBuf, BlockDevice, CutPlan, FaultyBlock, MemBlock, DIRECT_ALIGN};
 pub use env::{EnvStore, EnvVars, GrubEnv, NativeEnv, UbootEnv};
 pub use error::HalError;
+pub use floor::{FileFloor, MemFloor, SecurityFloorStore};

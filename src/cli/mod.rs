@@ -47,10 +47,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Confirm a slot (default: the booted one): the bootloader keeps booting it.
+    /// Confirm the booted slot: the bootloader keeps booting it, and the security
+    /// floor rises to its security version. Another slot that is not good (rolled
+    /// back, marked bad, on trial) goes back on trial with `--force`.
     MarkGood {
         #[arg(default_value = "booted")]
         slot: SlotSelector,
+        /// Put a slot that is not booted and not good back on trial: primary with
+        /// fresh tries. The floor does not rise until it boots and confirms itself.
+        #[arg(long)]
+        force: bool,
     },
     /// Mark a slot bad (default: the other one): the bootloader stops booting it.
     MarkBad {
@@ -153,9 +159,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             print::status(&report, json);
             Ok(())
         }
-        Command::MarkGood { slot } => {
-            let (slot, written) = ops::mark_good(&mut open_device(&cli.config)?, slot)?;
-            print::marked("good", slot, written);
+        Command::MarkGood { slot, force } => {
+            let marked = ops::mark_good(&mut open_device(&cli.config)?, slot, force)?;
+            print::marked_good(&marked);
             Ok(())
         }
         Command::MarkBad { slot } => {

@@ -1,7 +1,7 @@
 //! What the commands print: plain sentences for people, JSON for machines.
 use crate::bundle::{KeyId, Manifest};
 use crate::install::{hex, InstallReport};
-use crate::ops::StatusReport;
+use crate::ops::{GoodOutcome, MarkedGood, StatusReport};
 use crate::slot::BootDecision;
 use bascule_partitions::SlotName;
 
@@ -36,7 +36,11 @@ pub fn status(report: &StatusReport, json: bool) {
         );
     }
     println!("next boot:   {}", next_boot(report));
-    println!("security floor: {}", report.security_floor);
+    println!(
+        "security floor: {} ({})",
+        report.security_floor, report.security_floor_store
+    );
+    println!("state dir:   {}", report.state_dir);
     println!("env writes per boot: {}", report.env_writes_per_boot);
 }
 
@@ -57,6 +61,31 @@ pub fn marked(what: &str, slot: SlotName, written: bool) {
         println!("slot {slot} marked {what}");
     } else {
         println!("slot {slot} already {what}: nothing written");
+    }
+}
+
+pub fn marked_good(result: &MarkedGood) {
+    let slot = result.slot;
+    match &result.outcome {
+        GoodOutcome::Confirmed { floor: (from, to) } => {
+            marked("good", slot, result.written);
+            if to > from {
+                println!("security floor raised from {from} to {to}");
+            }
+        }
+        GoodOutcome::AlreadyGood => {
+            marked("good", slot, result.written);
+            println!("slot {slot} is not booted: the security floor is not raised");
+        }
+        GoodOutcome::Revived {
+            was,
+            version,
+            tries,
+            floor,
+        } => println!(
+            "slot {slot} (v{version}) was {was}; it is now primary with {tries} fresh tries. \
+             The security floor stays {floor} until it boots and confirms itself"
+        ),
     }
 }
 

@@ -340,12 +340,35 @@ pub fn mark_pending(
     image: &InstalledImage,
     attempts: u8,
 ) -> EnvVars {
-    let target = marked.target;
+    put_on_trial(scheme, vars, marked.target, image, attempts)
+}
+
+/// Puts `slot`, which holds the recorded release `image` and is not written now,
+/// back on trial: primary, pending, `attempts` fresh tries (`mark-good --force` of a
+/// slot that rolled back). Nothing is written to the slot, so no [`TargetMarkedBad`]
+/// is needed; the caller checks that `image` is what bascule recorded there.
+pub fn retry(
+    scheme: &dyn BootScheme,
+    vars: &EnvVars,
+    slot: SlotName,
+    image: &InstalledImage,
+    attempts: u8,
+) -> EnvVars {
+    put_on_trial(scheme, vars, slot, image, attempts)
+}
+
+fn put_on_trial(
+    scheme: &dyn BootScheme,
+    vars: &EnvVars,
+    slot: SlotName,
+    image: &InstalledImage,
+    attempts: u8,
+) -> EnvVars {
     let mut next = vars.clone();
-    scheme.set_primary(&mut next, target, attempts);
-    set_on_trial(&mut next, target, true);
-    next.insert(version_var(target), image.version.clone());
-    next.insert(secver_var(target), image.security_version.to_string());
+    scheme.set_primary(&mut next, slot, attempts);
+    set_on_trial(&mut next, slot, true);
+    next.insert(version_var(slot), image.version.clone());
+    next.insert(secver_var(slot), image.security_version.to_string());
     next
 }
 

@@ -5,6 +5,9 @@
 //! redundant U-Boot env or a native env (both with the RAUC U-Boot scheme), or GPT
 //! attributes with a `bascule-env` partition (ChromeOS scheme); or a directory
 //! holding a `grubenv` file (RAUC GRUB scheme), modelled by `MemFiles` on the rail.
+//! A fourth member is the data slot's `state_dir` (a `MemFiles` directory) holding the
+//! security floor file, which every confirmation raises after its env commit
+//! ([`bascule::ops::confirm_and_raise_floor`]).
 //!
 //! Everything is in memory except the bundles, which `create_bundle` can only write to
 //! a file: they are built once in a temporary directory and kept as bytes.
@@ -26,14 +29,18 @@ pub mod scenario;
 use std::io::Cursor;
 
 use bascule::bundle::BundleReader;
+use bascule::device::FLOOR_FILE;
 use bascule::install::{self, InstallOptions, InstallTarget, NoProgress, SlotDevices};
+use bascule::ops::confirm_and_raise_floor;
 use bascule::slot::chromeos::ChromeosGpt;
 use bascule::slot::{state, BootDecision, BootScheme, InstalledImage, RaucGrub, RaucUboot};
 use bascule_hal::env::native::{NativeEnv, NativeLayout};
 use bascule_hal::env::uboot::{UbootEnv, UbootLayout};
 use bascule_hal::env::{EnvFiles, GrubEnv, MemFiles};
+use bascule_hal::floor::encode_floor;
 use bascule_hal::gpt::GptAttrEnv;
 use bascule_hal::{BlockDevice, EnvStore, HalError, MemBlock};
+use bascule_hal::{FileFloor, SecurityFloorStore};
 use bascule_partitions::SlotName;
 
 pub use gpt_disk::{blank_gpt_disk, gpt_layout};
@@ -57,6 +64,10 @@ pub const SLOT_B: usize = 1;
 /// The boot environment: a block device, or for [`EnvBackend::Grub`] the directory
 /// holding `grubenv` (GRUB's `/boot/grub`).
 pub const ENV: usize = 2;
+/// `state_dir` on the data slot: the directory holding the security floor file.
+pub const DATA: usize = 3;
+/// The security floor of the factory state: v1's security version.
+pub const FACTORY_FLOOR: u32 = 1;
 
 /// The rail index of a slot.
 pub fn slot_device(slot: SlotName) -> usize {
@@ -117,14 +128,14 @@ impl EnvBackend {
     }
 
     /// The names of the rail's devices, by index.
-    pub fn device_names(self) -> [&'static str; 3] {
+    pub fn device_names(self) -> [&'static str; 4] {
         let env = match self {
             EnvBackend::Uboot => "uboot env",
             EnvBackend::Native => "native env",
             EnvBackend::Gpt => "gpt disk",
             EnvBackend::Grub => "grub dir",
         };
-        ["slot A", "slot B", env]
+        ["slot A", "slot B", env, "data dir"]
     }
 
     /// The boot scheme the bootloader (and bascule) use with this store.
@@ -249,14 +260,32 @@ impl EnvBackend {
     }
 }
 
-/// The factory state: v1 raw-copied into A, garbage in B, and an env where A is good
-/// and B is not bootable ([`EnvBackend::factory_env`]). Durable image per member.
+/// The factory state: v1 raw-copied into A, garbage in B, an env where A is good
+/// and B is not bootable ([`EnvBackend::factory_env`]), and the data slot's
+/// `state_dir` with the floor at v1's security version. Durable image per member.
 pub fn factory_board(backend: EnvBackend) -> Vec<Image> {
     let fx = fixture();
     let mut a = image_bytes(SLOT_SIZE, 7);
     a[..fx.releases[0].image.len()].copy_from_slice(&fx.releases[0].image);
     let b = image_bytes(SLOT_SIZE, 8);
-    vec![Image::Block(a), Image::Block(b), backend.factory_env()]
+    let mut data = MemFiles::new();
+    data.insert(FLOOR_FILE, encode_floor(FACTORY_FLOOR).as_bytes());
+    vec![
+        Image::Block(a),
+        Image::Block(b),
+        backend.factory_env(),
+        Image::Files(data),
+    ]
+}
+
+/// The security floor a board's durable `images` hold; an error when it is unreadable.
+pub fn floor_of(images: &[Image]) -> Result<u32, String> {
+    let Some(Image::Files(files)) = images.get(DATA) else {
+        return Err("the board has no data slot directory".into());
+    };
+    FileFloor::new(files.clone(), FLOOR_FILE)
+        .read()
+        .map_err(|e| e.to_string())
 }
 
 /// The slots of the board, as the install engine sees them.
@@ -336,15 +365,14 @@ pub fn boot(rail: &PowerRail, backend: EnvBackend) -> Result<BootDecision, Strin
     Ok(decision)
 }
 
-/// The health check of `slot` passed: bascule confirms it (`mark-good`).
+/// The health check of the booted `slot` passed: bascule confirms it and then raises
+/// the floor (`mark-good`, through the same library function).
 pub fn confirm(rail: &PowerRail, backend: EnvBackend, slot: SlotName) -> Result<(), String> {
     let mut env = env_store(rail, backend)?;
-    let vars = env.load().map_err(|e| format!("confirm: env load: {e}"))?;
-    if let Some(next) = state::confirm(backend.scheme(), &vars, slot, ATTEMPTS) {
-        env.commit(&next)
-            .map_err(|e| format!("confirm: env commit: {e}"))?;
-    }
-    Ok(())
+    let mut floor = FileFloor::new(rail.files(DATA), FLOOR_FILE);
+    confirm_and_raise_floor(&mut *env, &mut floor, backend.scheme(), slot, ATTEMPTS)
+        .map(|_| ())
+        .map_err(|e| format!("confirm: {e}"))
 }
 
 /// The name of the env variable holding what bascule installed into `slot`.

@@ -1,12 +1,38 @@
 //! Planted unsafe installers: update steps with a known power-cut bug, which the
 //! campaign must catch (tests/power_cut.rs checks that it reports them).
-use bascule::slot::InstalledImage;
+use bascule::device::FLOOR_FILE;
+use bascule::slot::BootDecision;
+use bascule::slot::{state, InstalledImage};
 use bascule_hal::env::{EnvFiles, GrubCodec};
 use bascule_hal::{BlockDevice, EnvStore, EnvVars, GrubEnv, HalError};
+use bascule_hal::{FileFloor, SecurityFloorStore};
 use bascule_partitions::SlotName;
 
 use super::rail::RailFiles;
-use super::{env_store, fixture, EnvBackend, PowerRail, ATTEMPTS, CHUNK, ENV, SLOT_A};
+use super::{
+    boot, env_store, fixture, install, EnvBackend, PowerRail, ATTEMPTS, CHUNK, DATA, ENV, SLOT_A,
+};
+
+/// Scenario 1 (install v2 into B, boot, confirm) with a confirmation that raises the
+/// floor before its env commit: a cut between the two leaves the floor at v2's
+/// security version while v2 is still on trial.
+pub fn confirm_raising_the_floor_first(
+    rail: &PowerRail,
+    backend: EnvBackend,
+) -> Result<(), String> {
+    install(rail, backend, &fixture().releases[1], SlotName::A)?;
+    if boot(rail, backend)? != BootDecision::Boot(SlotName::B) {
+        return Err("bootloader did not boot B".into());
+    }
+    let mut floor = FileFloor::new(rail.files(DATA), FLOOR_FILE);
+    floor.raise(2).map_err(|e| e.to_string())?;
+    let mut env = env_store(rail, backend)?;
+    let vars = env.load().map_err(|e| e.to_string())?;
+    if let Some(next) = state::confirm(backend.scheme(), &vars, SlotName::B, ATTEMPTS) {
+        env.commit(&next).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
 
 /// An installer that writes the target before marking it unbootable: the campaign
 /// must catch it (the stale "A is good" env boots a half-written A).

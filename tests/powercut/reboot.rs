@@ -1,10 +1,46 @@
 //! The reboot after a cut: the bootloader model boots the board from what survived,
 //! with no confirmation ever, and every invariant of the campaign (tests/power_cut.rs's
-//! module docs) is checked on the env and on every slot the chain boots or could boot.
+//! module docs) is checked on the env, on the security floor, and on every slot the
+//! chain boots or could boot.
 use bascule::slot::{BootDecision, BootState};
 use bascule_partitions::SlotName;
 
-use super::{fixture, slot_device, version_var, EnvBackend, Image, ATTEMPTS, ENV};
+use bascule::slot::SlotState;
+use bascule_hal::EnvVars;
+
+use super::{fixture, floor_of, slot_device, version_var, EnvBackend, Image, ATTEMPTS, ENV};
+
+/// The floor after the cut reads (never garbage), is not below `start` (never lost),
+/// and is above it only at the security version of a slot the env shows confirmed
+/// (never raised before the confirmation).
+fn check_floor(
+    backend: EnvBackend,
+    durable: &[Image],
+    vars: &EnvVars,
+    start: u32,
+) -> Result<(), String> {
+    let floor = floor_of(durable).map_err(|e| format!("floor after the cut: {e}"))?;
+    if floor < start {
+        return Err(format!(
+            "security floor lost: {floor} after the cut, {start} before"
+        ));
+    }
+    if floor == start {
+        return Ok(());
+    }
+    let st = BootState::read(backend.scheme(), vars).map_err(|e| e.to_string())?;
+    let confirmed = SlotName::ALL.iter().any(|&s| {
+        let info = st.slot(s);
+        info.state == SlotState::Good && info.security_version == Some(floor)
+    });
+    if confirmed {
+        return Ok(());
+    }
+    Err(format!(
+        "security floor raised to {floor} (from {start}) but no slot holding security version \
+         {floor} is confirmed: raised before the confirmation"
+    ))
+}
 
 /// Checks that a slot the bootloader boots holds the image its env version names.
 fn check_booted(
@@ -32,6 +68,7 @@ pub fn check_reboot(
     backend: EnvBackend,
     durable: &[Image],
     confirmed: (SlotName, &str),
+    floor_at_start: u32,
 ) -> Result<String, String> {
     let scheme = backend.scheme();
     let mut env = backend
@@ -55,6 +92,7 @@ pub fn check_reboot(
             vars.get(&version_var(cslot))
         ));
     }
+    check_floor(backend, durable, &vars, floor_at_start)?;
     let vars_after_cut = vars.clone();
     // Boot with no confirmation ever: the worst case for a new image.
     let mut first = None;

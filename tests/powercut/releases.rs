@@ -1,5 +1,6 @@
-//! The three signed releases of the campaign (v1 provisioned at the factory, v2, v3):
-//! pseudo-random images and their bundles, built once per test binary.
+//! The three signed releases of the campaign (v1 provisioned at the factory, v2, v3,
+//! with security versions 1, 2, 3): pseudo-random images and their bundles, built once
+//! per test binary.
 use std::sync::OnceLock;
 
 use bascule::bundle::{create_bundle, Compression, CreateOptions, Keyring};
@@ -61,6 +62,8 @@ fn build_release(
     len: usize,
     compression: Compression,
 ) -> Release {
+    // v1, v2, v3 carry security versions 1, 2, 3: the floor each confirmation raises.
+    let security_version = u32::from(version.as_bytes()[0] - b'0');
     let image = image_bytes(
         len,
         version.len() as u64 * 31 + u64::from(version.as_bytes()[0]),
@@ -70,7 +73,7 @@ fn build_release(
     let opts = CreateOptions {
         version: version.parse().expect("semver"),
         compatible: COMPATIBLE.into(),
-        security_version: 1,
+        security_version,
         build_id: format!("powercut-{version}"),
         images: vec![("rootfs".into(), path)],
         compression,

@@ -39,6 +39,23 @@ pub trait EnvFiles {
     fn path_of(&self, name: &str) -> String;
 }
 
+/// Replaces file `name` with `bytes` atomically: writes them to `tmp`, syncs it,
+/// renames it over `name` and syncs the directory. After a power cut at any of these
+/// steps, `name` holds the old bytes or the new ones, whole. The one atomic-file
+/// writer of bascule: the GRUB env, the security floor and the simulated kernel
+/// command line go through it.
+pub fn replace_file(
+    files: &mut (impl EnvFiles + ?Sized),
+    name: &str,
+    tmp: &str,
+    bytes: &[u8],
+) -> Result<(), HalError> {
+    files.write(tmp, bytes)?;
+    files.sync_file(tmp)?;
+    files.rename(tmp, name)?;
+    files.sync_dir()
+}
+
 #[cfg(feature = "std")]
 pub use dir::DirFiles;
 

@@ -248,10 +248,7 @@ impl<F: EnvFiles> EnvStore for GrubEnv<F> {
             .codec
             .encode(vars)
             .map_err(|e| e.into_hal(&self.store_name()))?;
-        self.files.write(&self.tmp, &block)?;
-        self.files.sync_file(&self.tmp)?;
-        self.files.rename(&self.tmp, &self.name)?;
-        self.files.sync_dir()
+        super::files::replace_file(&mut self.files, &self.name, &self.tmp, &block)
     }
 
     fn describe(&self) -> String {

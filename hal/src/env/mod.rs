@@ -23,7 +23,7 @@ pub mod uboot;
 pub use codec::{DecodeError, EncodeError};
 #[cfg(feature = "std")]
 pub use files::DirFiles;
-pub use files::{EnvFiles, MemFiles};
+pub use files::{replace_file, EnvFiles, MemFiles};
 pub use grub::{GrubCodec, GrubEnv};
 pub use native::{NativeCodec, NativeEnv, NativeLayout};
 pub use uboot::{UbootCodec, UbootEnv, UbootLayout};
