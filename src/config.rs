@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use bascule_partitions::{AbPair, Layout, LayoutError, SlotSpec};
 use serde::Deserialize;
 
+use crate::source::HttpConfig;
+
 /// Where the config is read from when no `--config` or `BASCULE_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/bascule/system.toml";
 
@@ -36,6 +38,8 @@ struct RawConfig {
     state_dir: PathBuf,
     #[serde(default)]
     boot: BootConfig,
+    #[serde(default)]
+    http: HttpConfig,
     bootenv: BootEnvConfig,
     slots: BTreeMap<String, AbPair>,
     #[serde(default)]
@@ -132,6 +136,8 @@ pub struct SystemConfig {
     pub keyring: PathBuf,
     pub state_dir: PathBuf,
     pub boot: BootConfig,
+    /// Timeouts of HTTP(S) bundle sources.
+    pub http: HttpConfig,
     pub bootenv: BootEnvConfig,
     pub layout: Layout,
 }
@@ -193,12 +199,18 @@ impl SystemConfig {
         if boot.cmdline_keys.is_empty() {
             return Err(invalid("boot.cmdline_keys must name at least one key"));
         }
+        if raw.http.connect_timeout_secs == 0 || raw.http.read_timeout_secs == 0 {
+            return Err(invalid(
+                "http.connect_timeout_secs and http.read_timeout_secs must be at least 1 (seconds)",
+            ));
+        }
         Ok(SystemConfig {
             path: path.to_path_buf(),
             compatible: raw.compatible,
             keyring: base.join(raw.keyring),
             state_dir: base.join(raw.state_dir),
             boot,
+            http: raw.http,
             bootenv,
             layout,
         })
