@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use bascule_partitions::{AbPair, Layout, LayoutError, SlotSpec};
 use serde::Deserialize;
 
+use crate::source::HttpConfig;
+
 /// Where the config is read from when no `--config` or `BASCULE_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/bascule/system.toml";
 
@@ -19,12 +21,58 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/bascule/system.toml";
 pub enum ConfigError {
     #[error("cannot read config {path}: {message}")]
     Read { path: PathBuf, message: String },
-    #[error("config {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// Not TOML, or not the keys and types `system.toml` has. The first line names the
+    /// problem and where it is; the offending line follows.
+    #[error("config {path}: {problem}{place}")]
+    Parse {
+        path: PathBuf,
+        problem: String,
+        place: TextPlace,
+    },
     #[error("config {path}: {source}")]
     Layout { path: PathBuf, source: LayoutError },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+}
+
+/// Where in the config text a parse error is: line, column and the line itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextPlace(Option<(usize, usize, String)>);
+
+impl TextPlace {
+    /// The place of byte `span.start` in `text` (nothing if the parser gave no span).
+    fn of(text: &str, span: Option<std::ops::Range<usize>>) -> TextPlace {
+        TextPlace(span.map(|span| {
+            let start = span.start.min(text.len());
+            let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+            let line_no = text[..start].matches('\n').count() + 1;
+            let column = text[line_start..start].chars().count() + 1;
+            let line = text[line_start..].lines().next().unwrap_or("").to_string();
+            (line_no, column, line)
+        }))
+    }
+}
+
+impl std::fmt::Display for TextPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some((line_no, column, line)) = &self.0 else {
+            return Ok(());
+        };
+        let caret = " ".repeat(column - 1);
+        write!(
+            f,
+            " at line {line_no}, column {column}\n    {line}\n    {caret}^"
+        )
+    }
+}
+
+/// The TOML parser's message in the config's own words, on one line.
+fn toml_problem(message: &str) -> String {
+    message
+        .trim()
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key")
+        .replace('\n', "; ")
 }
 
 /// `system.toml` as written.
@@ -37,6 +85,8 @@ struct RawConfig {
     state_dir: Option<PathBuf>,
     #[serde(default)]
     boot: BootConfig,
+    #[serde(default)]
+    http: HttpConfig,
     bootenv: BootEnvConfig,
     slots: BTreeMap<String, AbPair>,
     #[serde(default)]
@@ -153,6 +203,8 @@ pub struct SystemConfig {
     /// The data slot, when the config names one.
     pub data: Option<DataSlot>,
     pub boot: BootConfig,
+    /// Timeouts of HTTP(S) bundle sources.
+    pub http: HttpConfig,
     pub bootenv: BootEnvConfig,
     pub layout: Layout,
 }
@@ -171,7 +223,8 @@ impl SystemConfig {
     pub fn parse(text: &str, path: &Path) -> Result<SystemConfig, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            problem: toml_problem(e.message()),
+            place: TextPlace::of(text, e.span()),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let data = raw.data.map(|d| DataSlot {
@@ -224,6 +277,11 @@ impl SystemConfig {
         }
         let state_dir = state_dir(raw.state_dir.map(|d| base.join(d)), data.as_ref())
             .map_err(|message| invalid(&message))?;
+        if raw.http.connect_timeout_secs == 0 || raw.http.read_timeout_secs == 0 {
+            return Err(invalid(
+                "http.connect_timeout_secs and http.read_timeout_secs must be at least 1 (seconds)",
+            ));
+        }
         Ok(SystemConfig {
             path: path.to_path_buf(),
             compatible: raw.compatible,
@@ -231,6 +289,7 @@ impl SystemConfig {
             state_dir,
             data,
             boot,
+            http: raw.http,
             bootenv,
             layout,
         })
@@ -312,6 +371,36 @@ mod tests {
         let text = SAMPLE.replace("state_dir", "statedir");
         let err = SystemConfig::parse(&text, Path::new("s.toml")).unwrap_err();
         assert!(err.to_string().contains("statedir"), "{err}");
+    }
+
+    #[test]
+    fn parse_error_names_the_problem_and_its_line_first() {
+        let text = format!("{SAMPLE}\n[http]\ncolour = \"red\"\n");
+        let err = SystemConfig::parse(&text, Path::new("s.toml")).unwrap_err();
+        let message = err.to_string();
+        let first = message.lines().next().unwrap();
+        let line = text.lines().position(|l| l.starts_with("colour")).unwrap() + 1;
+        assert!(
+            first.starts_with("config s.toml: unknown key `colour`")
+                && first.ends_with(&format!("at line {line}, column 1")),
+            "{message}"
+        );
+        assert_eq!(message.lines().nth(1), Some("    colour = \"red\""));
+    }
+
+    #[test]
+    fn http_timeouts_default_and_can_be_set() {
+        let cfg = SystemConfig::parse(SAMPLE, Path::new("s.toml")).unwrap();
+        assert_eq!(cfg.http, HttpConfig::default());
+        let text = format!("{SAMPLE}\n[http]\nconnect_timeout_secs = 5\nread_timeout_secs = 7\n");
+        let cfg = SystemConfig::parse(&text, Path::new("s.toml")).unwrap();
+        assert_eq!(
+            (cfg.http.connect_timeout_secs, cfg.http.read_timeout_secs),
+            (5, 7)
+        );
+        let zero = format!("{SAMPLE}\n[http]\nread_timeout_secs = 0\n");
+        let err = SystemConfig::parse(&zero, Path::new("s.toml")).unwrap_err();
+        assert!(err.to_string().contains("read_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -345,7 +345,7 @@ pub fn install(
     let booted = dev.booted()?;
     dev.check_root_is_not(opts.target.unwrap_or(booted.other()))?;
     let keyring = Keyring::load_dir(&dev.config.keyring)?;
-    let reader = BundleReader::open(open_source(source)?, &keyring)?;
+    let reader = BundleReader::open(open_source(source, &dev.config.http)?, &keyring)?;
     let security_floor = dev.security_floor()?;
     let mut slots = dev.slots();
     let target = InstallTarget {

@@ -1,6 +1,10 @@
 //! The same update cycle through the CLI on every boot-environment backend: the
 //! commands and `status` work unchanged whichever backend `system.toml` names, and
-//! the real bootloader tools read what bascule wrote.
+//! the real bootloader tools read what bascule wrote (a missing tool fails the test,
+//! see `tool`).
+#[path = "../hal/tests/tool/mod.rs"]
+mod tool;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -120,13 +124,6 @@ fn update_cycle(dir: &Path, config: &Path) {
     assert!(ok(bascule(config, &["mark-good"])).contains("nothing written"));
 }
 
-fn tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn uboot_redundant_cycle_and_fw_printenv_agrees() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,8 +136,7 @@ fn uboot_redundant_cycle_and_fw_printenv_agrees() {
         "backend = \"uboot\"\npath = \"uboot.env\"\nsize = 0x4000\nredundant_offset = 0x4000",
     );
     update_cycle(dir.path(), &config);
-    if !tool("fw_printenv") {
-        eprintln!("fw_printenv not installed: skipping the U-Boot tool check");
+    if !tool::require("fw_printenv", "libubootenv-tool") {
         return;
     }
     let env = dir.path().join("uboot.env");
@@ -166,8 +162,7 @@ fn grub_cycle_and_grub_editenv_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let config = device(dir.path(), "backend = \"grub\"\npath = \"grubenv\"");
     update_cycle(dir.path(), &config);
-    if !tool("grub-editenv") {
-        eprintln!("grub-editenv not installed: skipping the GRUB tool check");
+    if !tool::require("grub-editenv", "grub-common") {
         return;
     }
     let out = Command::new("grub-editenv")
@@ -210,8 +205,7 @@ fn init_env_refuses_to_replace_a_valid_state() {
 
 #[test]
 fn gpt_chromeos_cycle_and_cgpt_agrees() {
-    if !tool("sgdisk") {
-        eprintln!("sgdisk not installed: skipping the GPT backend test");
+    if !tool::require("sgdisk", "gdisk") || !tool::require("cgpt", "cgpt") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -251,16 +245,14 @@ fn gpt_chromeos_cycle_and_cgpt_agrees() {
         .unwrap();
     let text = String::from_utf8_lossy(&verify.stdout);
     assert!(text.contains("No problems found"), "{text}");
-    if tool("cgpt") {
-        let out = Command::new("cgpt")
-            .args(["show", "-i", "2", "-S"])
-            .arg(&disk)
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "1",
-            "B marked successful"
-        );
-    }
+    let out = Command::new("cgpt")
+        .args(["show", "-i", "2", "-S"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "B marked successful"
+    );
 }

@@ -4,9 +4,10 @@
 //! names the problem, and that nothing was lost (the booted slot is byte-identical, the
 //! target is never left pending). A SIGTERM mid-install is in `interrupted.rs`.
 //!
-//! The filesystem tests mount a tmpfs and need root; they print a notice and pass when
-//! the mount is not possible.
+//! The filesystem tests mount a tmpfs and need root; without it they fail (see `tool`).
 mod common;
+#[path = "../hal/tests/tool/mod.rs"]
+mod tool;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,8 +83,9 @@ fn bundle_signed_by_a_revoked_key_is_refused_and_rotation_works() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (mount(8) syntax) on `dir`, or `None` with a printed
-    /// notice when that is not possible (not root, no mount(8), no tmpfs).
+    /// Mounts a tmpfs of `size` (mount(8) syntax) on `dir`. When that is not possible
+    /// (not root, no mount(8), no tmpfs) the test fails, or with
+    /// `BASCULE_ALLOW_MISSING_TOOLS=1` is skipped loudly (`None`).
     fn mount(dir: &Path, size: &str, test: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).expect("mkdir mount point");
         let out = Command::new("mount")
@@ -93,14 +95,14 @@ impl Tmpfs {
         match out {
             Ok(out) if out.status.success() => Some(Tmpfs(dir.to_path_buf())),
             Ok(out) => {
-                eprintln!(
-                    "skipping {test}: cannot mount a tmpfs (needs root): {}",
+                tool::skip_or_fail(&format!(
+                    "{test}: cannot mount a tmpfs (needs root): {}",
                     String::from_utf8_lossy(&out.stderr).trim()
-                );
+                ));
                 None
             }
             Err(e) => {
-                eprintln!("skipping {test}: cannot run mount(8): {e}");
+                tool::skip_or_fail(&format!("{test}: cannot run mount(8) (util-linux): {e}"));
                 None
             }
         }

@@ -4,6 +4,8 @@
 //! not lost. Each test checks that nothing was lost (the booted slot is byte-identical,
 //! the target is never left pending).
 mod common;
+#[path = "../hal/tests/tool/mod.rs"]
+mod tool;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -93,7 +95,9 @@ fn install_refused_while_flock_holds_the_lock_file() {
     {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("skipping: flock(1) not available: {e}");
+            tool::skip_or_fail(&format!(
+                "flock(1) cannot run (Debian package util-linux): {e}"
+            ));
             return;
         }
     };

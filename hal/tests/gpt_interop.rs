@@ -1,11 +1,12 @@
-//! Interoperability of `GptAttrEnv` with ChromeOS `cgpt` (Debian `vboot-utils`) and
+//! Interoperability of `GptAttrEnv` with ChromeOS `cgpt` (Debian package `cgpt`) and
 //! `sgdisk` (Debian `gdisk`) on disk-image files: what bascule commits, `cgpt show`
 //! reads; what `cgpt add` writes, bascule loads (and bascule's `BASCULE_*` selector
 //! survives it); after bascule's commits, `sgdisk -v` and `cgpt show` find both GPT
-//! copies and their CRCs valid. Each test prints a notice and passes when its tool is
-//! not installed.
+//! copies and their CRCs valid. A test whose tool is missing fails (see `tool`).
 #[path = "gpt_disk.rs"]
 mod gpt_disk;
+#[path = "tool/mod.rs"]
+mod tool;
 
 use std::path::Path;
 use std::process::Command;
@@ -13,17 +14,6 @@ use std::process::Command;
 use bascule_hal::gpt::GptAttrEnv;
 use bascule_hal::{EnvStore, EnvVars, FileBlock};
 use gpt_disk::{boot_vars, disk, layout};
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("SKIPPED: {tool} is not installed (apt-get install vboot-utils gdisk)");
-    }
-    found
-}
 
 /// Runs `tool args...`; panics with its output when it fails.
 fn run(tool: &str, args: &[&str]) -> String {
@@ -66,7 +56,7 @@ fn with_bascule(mut v: EnvVars) -> EnvVars {
 
 #[test]
 fn cgpt_reads_what_bascule_commits() {
-    if !have("cgpt") {
+    if !tool::require("cgpt", "cgpt") {
         return;
     }
     let tmp = image_file(&disk(512, true));
@@ -88,7 +78,7 @@ fn cgpt_reads_what_bascule_commits() {
 
 #[test]
 fn bascule_reads_what_cgpt_writes_and_keeps_its_own_vars() {
-    if !have("cgpt") {
+    if !tool::require("cgpt", "cgpt") {
         return;
     }
     let tmp = image_file(&disk(512, true));
@@ -114,7 +104,7 @@ fn bascule_reads_what_cgpt_writes_and_keeps_its_own_vars() {
 
 #[test]
 fn sgdisk_finds_no_problem_after_bascule_commits() {
-    if !have("sgdisk") {
+    if !tool::require("sgdisk", "gdisk") || !tool::require("cgpt", "cgpt") {
         return;
     }
     let tmp = tempfile::NamedTempFile::new().unwrap();
@@ -175,8 +165,6 @@ fn sgdisk_finds_no_problem_after_bascule_commits() {
         "{after}"
     );
     assert!(after.contains("4:63:1"), "{after}");
-    if have("cgpt") {
-        assert_eq!(cgpt_fields(tmp.path(), 1), [0, 0, 0]);
-        assert_eq!(cgpt_fields(tmp.path(), 2), [3, 0, 1]);
-    }
+    assert_eq!(cgpt_fields(tmp.path(), 1), [0, 0, 0]);
+    assert_eq!(cgpt_fields(tmp.path(), 2), [3, 0, 1]);
 }

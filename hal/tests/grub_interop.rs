@@ -1,5 +1,8 @@
-//! Interoperability of bascule's GRUB env with `grub-editenv` (grub-common). Each test
-//! prints a notice and passes when the tool is missing (CI installs it).
+//! Interoperability of bascule's GRUB env with `grub-editenv` (grub-common). A test
+//! fails when the tool is missing (see `tool`).
+#[path = "tool/mod.rs"]
+mod tool;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -7,15 +10,7 @@ use bascule_hal::env::grub::{GrubCodec, GrubEnv};
 use bascule_hal::{EnvStore, EnvVars};
 
 fn have_editenv() -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg("command -v grub-editenv")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("NOTICE: grub-editenv is not installed; skipping this interop test");
-    }
-    found
+    tool::require("grub-editenv", "grub-common")
 }
 
 fn editenv(file: &Path, args: &[&str]) -> String {

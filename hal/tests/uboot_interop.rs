@@ -1,6 +1,9 @@
 //! Interoperability of bascule's U-Boot env with the real tools: `fw_printenv` and
-//! `fw_setenv` (libubootenv-tool) and `mkenvimage` (u-boot-tools). Each test prints a
-//! notice and passes when its tool is missing (CI installs them).
+//! `fw_setenv` (libubootenv-tool) and `mkenvimage` (u-boot-tools). A test whose tool is
+//! missing fails (see `tool`).
+#[path = "tool/mod.rs"]
+mod tool;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,18 +12,6 @@ use bascule_hal::env::uboot::{UbootCodec, UbootEnv, UbootLayout};
 use bascule_hal::{BlockDevice, EnvStore, EnvVars, FileBlock};
 
 const SIZE: usize = 0x1000;
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("NOTICE: {tool} is not installed; skipping this interop test");
-    }
-    found
-}
 
 fn vars(pairs: &[(&str, &str)]) -> EnvVars {
     pairs
@@ -160,7 +151,7 @@ fn as_mkenvimage_input(v: &EnvVars) -> String {
 
 #[test]
 fn bascule_writes_fw_printenv_reads_single_and_redundant() {
-    if !have("fw_printenv") {
+    if !tool::require("fw_printenv", "libubootenv-tool") {
         return;
     }
     for layout in [single(), redundant()] {
@@ -177,7 +168,7 @@ fn bascule_writes_fw_printenv_reads_single_and_redundant() {
 
 #[test]
 fn fw_setenv_writes_bascule_reads_single_and_redundant() {
-    if !have("fw_setenv") {
+    if !tool::require("fw_setenv", "libubootenv-tool") {
         return;
     }
     for layout in [single(), redundant()] {
@@ -221,7 +212,7 @@ fn fw_setenv_writes_bascule_reads_single_and_redundant() {
 
 #[test]
 fn mkenvimage_output_is_read_single_and_redundant() {
-    if !have("mkenvimage") {
+    if !tool::require("mkenvimage", "u-boot-tools") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -241,7 +232,7 @@ fn mkenvimage_output_is_read_single_and_redundant() {
 
 #[test]
 fn bascule_output_equals_mkenvimage_byte_for_byte() {
-    if !have("mkenvimage") {
+    if !tool::require("mkenvimage", "u-boot-tools") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

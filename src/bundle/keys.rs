@@ -83,15 +83,21 @@ pub fn keygen(out_prefix: &Path) -> Result<KeyId, BundleError> {
 
 /// Loads a secret key written by [`keygen`]. Refuses a file readable by group or others.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, BundleError> {
+    let mut text = std::fs::read(path).map_err(|e| key_err(path, &e.to_string()))?;
+    if text.starts_with(PUBLIC_TAG.as_bytes()) {
+        return Err(BundleError::PublicKeyForSigning {
+            path: path.to_path_buf(),
+        });
+    }
     let meta = std::fs::metadata(path).map_err(|e| key_err(path, &e.to_string()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
+        text.fill(0);
         return Err(key_err(
             path,
             &format!("is accessible by group or others (mode {mode:04o}); run chmod 600"),
         ));
     }
-    let mut text = std::fs::read(path).map_err(|e| key_err(path, &e.to_string()))?;
     let seed = parse_key_text(path, &text, SECRET_TAG);
     text.fill(0);
     std::hint::black_box(&text);
@@ -272,6 +278,17 @@ mod tests {
         let before = std::fs::read(dir.path().join("k.key")).unwrap();
         assert!(matches!(keygen(&prefix), Err(BundleError::KeyFile { .. })));
         assert_eq!(std::fs::read(dir.path().join("k.key")).unwrap(), before);
+    }
+
+    #[test]
+    fn load_signing_key_names_a_public_key_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(&dir.path().join("k")).unwrap();
+        let pub_path = dir.path().join("k.pub");
+        assert_eq!(
+            load_signing_key(&pub_path).unwrap_err(),
+            BundleError::PublicKeyForSigning { path: pub_path }
+        );
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub enum BundleError {
     },
     #[error("key file {path}: {message}")]
     KeyFile { path: PathBuf, message: String },
+    #[error("key file {path} is a public key: signing needs the secret key (the .key file `bascule keygen` wrote)")]
+    PublicKeyForSigning { path: PathBuf },
     #[error("no public keys (*.pub) in keyring directory {dir}")]
     NoKeys { dir: PathBuf },
     #[error("cannot get random bytes from the operating system: {message}")]

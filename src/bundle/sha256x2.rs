@@ -21,13 +21,17 @@ pub fn sha256_pair(a: &[u8], b: &[u8]) -> ([u8; 32], [u8; 32]) {
     (super::sha256(a), super::sha256(b))
 }
 
+// IV, finish and compress serve only the interleaved x86-64 path.
+
 /// The initial hash value (FIPS 180-4, 5.3.3).
+#[cfg(target_arch = "x86_64")]
 const IV: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
 /// Finishes a message whose first `done` bytes (whole blocks) are in `state` and
 /// whose remaining bytes are `rest`: the remaining blocks, then the padding.
+#[cfg(target_arch = "x86_64")]
 fn finish(mut state: [u32; 8], done: usize, rest: &[u8]) -> [u8; 32] {
     let whole = rest.len() - rest.len() % 64;
     compress(&mut state, &rest[..whole]);
@@ -47,6 +51,7 @@ fn finish(mut state: [u32; 8], done: usize, rest: &[u8]) -> [u8; 32] {
 }
 
 /// Runs `sha2`'s compression function over `blocks` (a multiple of 64 bytes).
+#[cfg(target_arch = "x86_64")]
 fn compress(state: &mut [u32; 8], blocks: &[u8]) {
     let (blocks, _) = blocks.as_chunks::<64>();
     sha2::block_api::compress256(state, blocks);

@@ -2,7 +2,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::bundle::{self, BundleReader, Compression, CreateOptions, Keyring};
-use crate::source::open_source;
+use crate::source::{open_source, HttpConfig};
 use crate::Error;
 
 #[derive(Debug, clap::Args)]
@@ -89,7 +89,7 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
 }
 
 pub fn info(path: &Path, keyring: Option<&Path>, json: bool) -> Result<(), Error> {
-    let source = open_source(&path.display().to_string())?;
+    let source = open_source(&path.display().to_string(), &HttpConfig::default())?;
     let (reader, verdict) = match keyring {
         Some(dir) => {
             let ring = Keyring::load_dir(dir)?;

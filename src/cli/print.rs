@@ -126,6 +126,7 @@ pub fn bundle_info(m: &Manifest, key_id: KeyId, verdict: &str, json: bool) {
             .map(|i| {
                 serde_json::json!({
                     "slot_class": i.slot_class, "size": i.size, "sha256": hex(&i.sha256),
+                    "sha256_compared_by": "install --verify full only (the default checks each chunk's signed SHA-256)",
                     "compression": i.compression.to_string(), "chunk_size": i.chunk_size,
                     "chunks": i.chunks.len(),
                 })
@@ -147,13 +148,17 @@ pub fn bundle_info(m: &Manifest, key_id: KeyId, verdict: &str, json: bool) {
     println!("signature:        {verdict}");
     for (n, i) in m.images.iter().enumerate() {
         println!(
-            "image {n}: class {} size {} sha256 {} compression {} chunks {} x {}",
+            "image {n}: class {} size {} compression {} chunks {} x {}",
             i.slot_class,
             i.size,
-            hex(&i.sha256),
             i.compression,
             i.chunks.len(),
             i.chunk_size
+        );
+        println!(
+            "  whole-image sha256 {} (compared only by install --verify full; \
+             the default install checks each chunk's signed SHA-256)",
+            hex(&i.sha256)
         );
     }
 }

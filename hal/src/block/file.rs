@@ -19,7 +19,46 @@ use std::path::{Path, PathBuf};
 use super::{check_range, BlockDevice, DIRECT_ALIGN};
 use crate::HalError;
 
-nix::ioctl_read!(blk_get_size64, 0x12, 114, u64);
+/// The kernel's `BLKGETSIZE64` is `_IOR(0x12, 114, size_t)`: its request number holds
+/// the size of `size_t`, 4 on 32-bit targets, while the kernel always writes a `u64`.
+/// So the number is built with `usize`'s size and the buffer stays a `u64` (a `usize`
+/// buffer would let the kernel write 8 bytes into 4 on armv7).
+const BLKGETSIZE64: nix::sys::ioctl::ioctl_num_type =
+    nix::request_code_read!(0x12, 114, std::mem::size_of::<usize>());
+nix::ioctl_read_bad!(blk_get_size64, BLKGETSIZE64, u64);
+
+/// `_IOR(ty, nr, size)` in the generic Linux ioctl layout (x86, arm, aarch64, riscv):
+/// direction read (2) in bits 30-31, size in bits 16-29, type in 8-15, number in 0-7.
+#[cfg(any(
+    test,
+    target_arch = "arm",
+    target_arch = "aarch64",
+    target_arch = "x86_64"
+))]
+const fn linux_ior(ty: u32, nr: u32, size: u32) -> u32 {
+    (2 << 30) | (size << 16) | (ty << 8) | nr
+}
+
+// Checked at build time on each target this is cross-checked for (`scripts/test`
+// runs clippy for armv7 and aarch64): the request number the kernel expects there.
+#[cfg(any(target_arch = "arm", target_arch = "aarch64", target_arch = "x86_64"))]
+const _: () =
+    assert!(blkgetsize64_as_u32() == linux_ior(0x12, 114, std::mem::size_of::<usize>() as u32));
+
+/// [`BLKGETSIZE64`] as the 32 bits the kernel compares.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "ioctl_num_type is u64 on x86_64 glibc, u32 on armv7 glibc, i32 on musl"
+)]
+#[cfg(any(
+    test,
+    target_arch = "arm",
+    target_arch = "aarch64",
+    target_arch = "x86_64"
+))]
+const fn blkgetsize64_as_u32() -> u32 {
+    BLKGETSIZE64 as u32
+}
 
 /// The `O_DIRECT` handle and its aligned bounce buffer.
 #[derive(Debug)]
@@ -217,6 +256,15 @@ impl BlockDevice for FileBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blkgetsize64_request_number_is_the_kernels_for_each_pointer_width() {
+        // The kernel's values: BLKGETSIZE64 on a 64-bit and on a 32-bit Linux.
+        assert_eq!(linux_ior(0x12, 114, 8), 0x8008_1272);
+        assert_eq!(linux_ior(0x12, 114, 4), 0x8004_1272);
+        let host = linux_ior(0x12, 114, std::mem::size_of::<usize>() as u32);
+        assert_eq!(blkgetsize64_as_u32(), host);
+    }
 
     #[test]
     fn window_reads_and_writes_only_its_range() {
