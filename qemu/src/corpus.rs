@@ -33,7 +33,10 @@ pub struct UbootCase {
 pub enum UbootEnvImage {
     Vars(EnvVars),
     /// RAW: built byte by byte; `why` says what the typed API cannot express.
-    Raw { bytes: Vec<u8>, why: &'static str },
+    Raw {
+        bytes: Vec<u8>,
+        why: &'static str,
+    },
 }
 
 impl UbootEnvImage {
@@ -256,24 +259,40 @@ pub fn uboot_hostile() -> Vec<UbootCase> {
 
 fn counter_cases() -> Vec<UbootCase> {
     let mut cases = vec![
-        vars_case("missing BOOT_A_LEFT", &[("BOOT_ORDER", "A B"), ("BOOT_B_LEFT", "3")]),
-        vars_case("missing BOOT_B_LEFT", &[("BOOT_ORDER", "B A"), ("BOOT_A_LEFT", "3")]),
+        vars_case(
+            "missing BOOT_A_LEFT",
+            &[("BOOT_ORDER", "A B"), ("BOOT_B_LEFT", "3")],
+        ),
+        vars_case(
+            "missing BOOT_B_LEFT",
+            &[("BOOT_ORDER", "B A"), ("BOOT_A_LEFT", "3")],
+        ),
         vars_case(
             "missing BOOT_A_LEFT, B first",
             &[("BOOT_ORDER", "B A"), ("BOOT_B_LEFT", "0")],
         ),
         vars_case("both counters missing", &[("BOOT_ORDER", "A B")]),
     ];
-    for value in ["10", "15", "0x3", "a", "-1", "", " ", "08", "010", "1a", "0"] {
+    for value in [
+        "10", "15", "0x3", "a", "-1", "", " ", "08", "010", "1a", "0",
+    ] {
         cases.push(vars_case(
             &format!("BOOT_A_LEFT={value:?}"),
-            &[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", value), ("BOOT_B_LEFT", "3")],
+            &[
+                ("BOOT_ORDER", "A B"),
+                ("BOOT_A_LEFT", value),
+                ("BOOT_B_LEFT", "3"),
+            ],
         ));
     }
     for value in ["10", "0x3", "a", ""] {
         cases.push(vars_case(
             &format!("BOOT_B_LEFT={value:?}, B first, A at 0"),
-            &[("BOOT_ORDER", "B A"), ("BOOT_A_LEFT", "0"), ("BOOT_B_LEFT", value)],
+            &[
+                ("BOOT_ORDER", "B A"),
+                ("BOOT_A_LEFT", "0"),
+                ("BOOT_B_LEFT", value),
+            ],
         ));
     }
     cases
@@ -282,18 +301,28 @@ fn counter_cases() -> Vec<UbootCase> {
 fn order_cases() -> Vec<UbootCase> {
     let counters = [("BOOT_A_LEFT", "2"), ("BOOT_B_LEFT", "3")];
     let mut cases = vec![vars_case("BOOT_ORDER missing", &counters)];
-    for order in ["", " ", "A C", "C A", "X", "A A B", "B B A", "a b", "A,B", "B"] {
+    for order in [
+        "", " ", "A C", "C A", "X", "A A B", "B B A", "a b", "A,B", "B",
+    ] {
         let mut pairs = vec![("BOOT_ORDER", order)];
         pairs.extend(counters);
         cases.push(vars_case(&format!("BOOT_ORDER={order:?}"), &pairs));
     }
     cases.push(vars_case(
         "BOOT_ORDER=\"A A B\", A at 0",
-        &[("BOOT_ORDER", "A A B"), ("BOOT_A_LEFT", "0"), ("BOOT_B_LEFT", "1")],
+        &[
+            ("BOOT_ORDER", "A A B"),
+            ("BOOT_A_LEFT", "0"),
+            ("BOOT_B_LEFT", "1"),
+        ],
     ));
     cases.push(vars_case(
         "BOOT_ORDER=\"X\", both at 0",
-        &[("BOOT_ORDER", "X"), ("BOOT_A_LEFT", "0"), ("BOOT_B_LEFT", "0")],
+        &[
+            ("BOOT_ORDER", "X"),
+            ("BOOT_A_LEFT", "0"),
+            ("BOOT_B_LEFT", "0"),
+        ],
     ));
     cases.push(vars_case("empty env", &[]));
     cases
@@ -310,7 +339,11 @@ fn attempts_cases() -> Vec<UbootCase> {
         };
         cases.push(vars_case(
             &format!("both at 0, BASCULE_ATTEMPTS {label}"),
-            &with(&[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "0"), ("BOOT_B_LEFT", "0")]),
+            &with(&[
+                ("BOOT_ORDER", "A B"),
+                ("BOOT_A_LEFT", "0"),
+                ("BOOT_B_LEFT", "0"),
+            ]),
         ));
         cases.push(vars_case(
             &format!("BOOT_A_LEFT missing, BASCULE_ATTEMPTS {label}"),
@@ -318,7 +351,11 @@ fn attempts_cases() -> Vec<UbootCase> {
         ));
         cases.push(vars_case(
             &format!("fresh A B 3 3, BASCULE_ATTEMPTS {label}"),
-            &with(&[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3")]),
+            &with(&[
+                ("BOOT_ORDER", "A B"),
+                ("BOOT_A_LEFT", "3"),
+                ("BOOT_B_LEFT", "3"),
+            ]),
         ));
     }
     cases
@@ -336,8 +373,16 @@ fn raw_cases() -> Vec<UbootCase> {
     let mut torn = raw_env(&good);
     torn[100] ^= 0x55;
     vec![
-        raw_case("RAW vendor note with Latin-1 0xe9", with(b"vendor_note=caf\xe9"), NON_UTF8),
-        raw_case("RAW BASCULE_A_VERSION with 0xe9", with(b"BASCULE_A_VERSION=1.0-\xe9"), NON_UTF8),
+        raw_case(
+            "RAW vendor note with Latin-1 0xe9",
+            with(b"vendor_note=caf\xe9"),
+            NON_UTF8,
+        ),
+        raw_case(
+            "RAW BASCULE_A_VERSION with 0xe9",
+            with(b"BASCULE_A_VERSION=1.0-\xe9"),
+            NON_UTF8,
+        ),
         raw_case(
             "RAW BOOT_ORDER with 0xe9",
             raw_env(&[b"BOOT_ORDER=B\xe9 A", b"BOOT_A_LEFT=3", b"BOOT_B_LEFT=2"]),
@@ -345,17 +390,39 @@ fn raw_cases() -> Vec<UbootCase> {
         ),
         raw_case(
             "RAW BOOT_A_LEFT twice, 0 then 3",
-            raw_env(&[b"BOOT_ORDER=A B", b"BOOT_A_LEFT=0", b"BOOT_B_LEFT=2", b"BOOT_A_LEFT=3"]),
+            raw_env(&[
+                b"BOOT_ORDER=A B",
+                b"BOOT_A_LEFT=0",
+                b"BOOT_B_LEFT=2",
+                b"BOOT_A_LEFT=3",
+            ]),
             DUPLICATE,
         ),
         raw_case(
             "RAW BOOT_ORDER twice, \"A B\" then \"B A\"",
-            raw_env(&[b"BOOT_ORDER=A B", b"BOOT_A_LEFT=3", b"BOOT_B_LEFT=2", b"BOOT_ORDER=B A"]),
+            raw_env(&[
+                b"BOOT_ORDER=A B",
+                b"BOOT_A_LEFT=3",
+                b"BOOT_B_LEFT=2",
+                b"BOOT_ORDER=B A",
+            ]),
             DUPLICATE,
         ),
-        raw_case("RAW erased env (all 0xff)", vec![0xff; ENV_SIZE], "an image that fails its CRC"),
-        raw_case("RAW zeroed env (all 0x00)", vec![0; ENV_SIZE], "an image that fails its CRC"),
-        raw_case("RAW torn env (one byte flipped)", torn, "an image that fails its CRC"),
+        raw_case(
+            "RAW erased env (all 0xff)",
+            vec![0xff; ENV_SIZE],
+            "an image that fails its CRC",
+        ),
+        raw_case(
+            "RAW zeroed env (all 0x00)",
+            vec![0; ENV_SIZE],
+            "an image that fails its CRC",
+        ),
+        raw_case(
+            "RAW torn env (one byte flipped)",
+            torn,
+            "an image that fails its CRC",
+        ),
     ]
 }
 
@@ -383,14 +450,18 @@ mod tests {
             })
         };
         assert!(has(&|v| v.contains_key("BASCULE_PENDING")));
-        assert!(has(&|v| v.get("BOOT_A_LEFT").map(String::as_str) == Some("0")
+        assert!(has(&|v| v.get("BOOT_A_LEFT").map(String::as_str)
+            == Some("0")
             && v.get("BOOT_B_LEFT").map(String::as_str) == Some("0")));
     }
 
     #[test]
     fn raw_env_has_a_valid_crc_and_keeps_duplicates() {
         let image = raw_env(&[b"X=1", b"X=2"]);
-        let copy = UbootCodec::new(ENV_SIZE, false).unwrap().decode(&image).unwrap();
+        let copy = UbootCodec::new(ENV_SIZE, false)
+            .unwrap()
+            .decode(&image)
+            .unwrap();
         assert_eq!(copy.vars["X"], "2");
     }
 

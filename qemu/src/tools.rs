@@ -108,7 +108,10 @@ mod tests {
             package: "u-boot-qemu",
         };
         let err = fw.find().unwrap_err().to_string();
-        assert!(err.contains("u-boot-qemu") && err.contains("/nonexistent"), "{err}");
+        assert!(
+            err.contains("u-boot-qemu") && err.contains("/nonexistent"),
+            "{err}"
+        );
     }
 
     #[test]

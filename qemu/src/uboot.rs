@@ -179,7 +179,11 @@ impl UbootHarness {
         })?;
         let dir = tempfile::tempdir().map_err(io("creating a temporary directory"))?;
         let script_image = mkimage_script(&mkimage, dir.path(), "boot", &wrap_script(&text))?;
-        check_fits("the wrapped boot script", script_image.len(), SCRIPT_SECTORS)?;
+        check_fits(
+            "the wrapped boot script",
+            script_image.len(),
+            SCRIPT_SECTORS,
+        )?;
         write_flash(&dir.path().join("flash1.img"))?;
         Ok(UbootHarness {
             dir,
@@ -247,18 +251,27 @@ impl UbootHarness {
     fn command(&self, disk: &Path) -> Command {
         let mut cmd = Command::new(&self.qemu);
         let flash = self.dir.path().join("flash1.img");
-        cmd.args(["-M", "virt", "-cpu", "cortex-a57", "-m", "256", "-accel", "tcg"])
-            .arg("-bios")
-            .arg(&self.firmware)
-            .args(["-nographic", "-no-reboot", "-nic", "none"])
-            .arg("-drive")
-            .arg(format!(
-                "if=pflash,format=raw,index=1,readonly=on,file={}",
-                flash.display()
-            ))
-            .arg("-drive")
-            .arg(format!("if=none,format=raw,id=bh0,file={}", disk.display()))
-            .args(["-device", "virtio-blk-device,drive=bh0"]);
+        cmd.args([
+            "-M",
+            "virt",
+            "-cpu",
+            "cortex-a57",
+            "-m",
+            "256",
+            "-accel",
+            "tcg",
+        ])
+        .arg("-bios")
+        .arg(&self.firmware)
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,index=1,readonly=on,file={}",
+            flash.display()
+        ))
+        .arg("-drive")
+        .arg(format!("if=none,format=raw,id=bh0,file={}", disk.display()))
+        .args(["-device", "virtio-blk-device,drive=bh0"]);
         cmd
     }
 
@@ -319,10 +332,7 @@ fn driver_script(cases: usize) -> String {
 
 /// Splits the console into cases and reads each one's decision. Cases after the one
 /// that reset did not run and are left out.
-fn parse_console(
-    console: &str,
-    cases: usize,
-) -> Result<Vec<(UbootDecision, String)>, UbootError> {
+fn parse_console(console: &str, cases: usize) -> Result<Vec<(UbootDecision, String)>, UbootError> {
     let mut out = Vec::new();
     let mut current: Option<CaseLog> = None;
     for line in console.lines() {
@@ -503,7 +513,10 @@ mod tests {
     #[test]
     fn console_parse_refuses_a_case_that_stopped_midway() {
         let err = parse_console("bh-case 0 begin\nbh-load A\n", 1).unwrap_err();
-        assert!(matches!(err, UbootError::Interrupted { case: 0, .. }), "{err}");
+        assert!(
+            matches!(err, UbootError::Interrupted { case: 0, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,19 +29,62 @@ use crate::uboot::{UbootBoot, UbootDecision, UbootError, UbootHarness, ENV_SIZE}
 /// for qemu_arm64 (what `env default -a` sets: it is saved back when the stored env
 /// failed its CRC).
 pub const SCRATCH_VARS: &[&str] = &[
-    "bascule_slot", "bascule_load", "bootargs", "bascule_load_A", "bascule_load_B",
-    "bascule_boot", "bh_save",
+    "bascule_slot",
+    "bascule_load",
+    "bootargs",
+    "bascule_load_A",
+    "bascule_load_B",
+    "bascule_boot",
+    "bh_save",
     // U-Boot's built-in env (read with `env default -a -f; printenv`).
-    "arch", "baudrate", "board", "board_name", "boot_a_script", "boot_efi_binary",
-    "boot_efi_bootmgr", "boot_extlinux", "boot_net_usb_start", "boot_pci_enum",
-    "boot_prefixes", "boot_script_dhcp", "boot_scripts", "boot_syslinux_conf",
-    "boot_targets", "bootcmd", "bootcmd_dhcp", "bootcmd_nvme0", "bootcmd_qfw",
-    "bootcmd_scsi0", "bootcmd_usb0", "bootcmd_virtio0", "bootdelay", "cpu",
-    "distro_bootcmd", "efi_dtb_prefixes", "fdt_addr", "fdt_high", "initrd_high",
-    "kernel_addr_r", "load_efi_dtb", "loadaddr", "nvme_boot", "nvme_init",
-    "pxefile_addr_r", "ramdisk_addr_r", "scan_dev_for_boot", "scan_dev_for_boot_part",
-    "scan_dev_for_efi", "scan_dev_for_extlinux", "scan_dev_for_scripts", "scriptaddr",
-    "scsi_boot", "scsi_init", "usb_boot", "vendor", "virtio_boot", "virtio_init",
+    "arch",
+    "baudrate",
+    "board",
+    "board_name",
+    "boot_a_script",
+    "boot_efi_binary",
+    "boot_efi_bootmgr",
+    "boot_extlinux",
+    "boot_net_usb_start",
+    "boot_pci_enum",
+    "boot_prefixes",
+    "boot_script_dhcp",
+    "boot_scripts",
+    "boot_syslinux_conf",
+    "boot_targets",
+    "bootcmd",
+    "bootcmd_dhcp",
+    "bootcmd_nvme0",
+    "bootcmd_qfw",
+    "bootcmd_scsi0",
+    "bootcmd_usb0",
+    "bootcmd_virtio0",
+    "bootdelay",
+    "cpu",
+    "distro_bootcmd",
+    "efi_dtb_prefixes",
+    "fdt_addr",
+    "fdt_high",
+    "initrd_high",
+    "kernel_addr_r",
+    "load_efi_dtb",
+    "loadaddr",
+    "nvme_boot",
+    "nvme_init",
+    "pxefile_addr_r",
+    "ramdisk_addr_r",
+    "scan_dev_for_boot",
+    "scan_dev_for_boot_part",
+    "scan_dev_for_efi",
+    "scan_dev_for_extlinux",
+    "scan_dev_for_scripts",
+    "scriptaddr",
+    "scsi_boot",
+    "scsi_init",
+    "usb_boot",
+    "vendor",
+    "virtio_boot",
+    "virtio_init",
 ];
 
 /// A case is booted again after a no-slot reset, up to this many boots in all.
@@ -165,7 +208,9 @@ pub fn compare(case: &str, boot: usize, image: &[u8], real: &UbootBoot) -> Optio
                 differences.push("decision".into());
             }
             match &uboot_saved {
-                Ok(theirs) => differences.extend(var_differences(theirs, &without_scratch(saved.clone()))),
+                Ok(theirs) => {
+                    differences.extend(var_differences(theirs, &without_scratch(saved.clone())))
+                }
                 Err(e) => differences.push(format!("U-Boot's saved env does not decode: {e}")),
             }
         }
@@ -205,7 +250,13 @@ fn var_differences(uboot: &EnvVars, model: &EnvVars) -> Vec<String> {
     names
         .into_iter()
         .filter(|n| uboot.get(*n) != model.get(*n))
-        .map(|n| format!("{n}: U-Boot {}, model {}", show(uboot.get(n)), show(model.get(n))))
+        .map(|n| {
+            format!(
+                "{n}: U-Boot {}, model {}",
+                show(uboot.get(n)),
+                show(model.get(n))
+            )
+        })
         .collect()
 }
 
@@ -221,8 +272,19 @@ fn show_vars(vars: &Result<EnvVars, DecodeError>) -> String {
 
 impl fmt::Display for Disagreement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "case {:?}, boot {}: env {}", self.case, self.boot, show_vars(&self.input))?;
-        writeln!(f, "  U-Boot: {}, saved {}", self.uboot, show_vars(&self.uboot_saved))?;
+        writeln!(
+            f,
+            "case {:?}, boot {}: env {}",
+            self.case,
+            self.boot,
+            show_vars(&self.input)
+        )?;
+        writeln!(
+            f,
+            "  U-Boot: {}, saved {}",
+            self.uboot,
+            show_vars(&self.uboot_saved)
+        )?;
         match &self.model {
             Prediction::Decided { decision, saved } => writeln!(
                 f,
@@ -249,7 +311,10 @@ mod tests {
     use bascule_partitions::SlotName;
 
     fn image(pairs: &[(&str, &str)]) -> Vec<u8> {
-        let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         codec().encode(&vars, 0).unwrap()
     }
 
@@ -263,26 +328,49 @@ mod tests {
 
     #[test]
     fn an_agreeing_boot_is_no_disagreement_and_scratch_is_ignored() {
-        let env = image(&[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3")]);
+        let env = image(&[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "3"),
+        ]);
         let uboot = real(
             UbootDecision::Boot(SlotName::A),
-            &[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "2"), ("BOOT_B_LEFT", "3"), ("bootargs", "x")],
+            &[
+                ("BOOT_ORDER", "A B"),
+                ("BOOT_A_LEFT", "2"),
+                ("BOOT_B_LEFT", "3"),
+                ("bootargs", "x"),
+            ],
         );
         assert!(compare("fresh", 1, &env, &uboot).is_none());
     }
 
     #[test]
     fn a_different_slot_and_counter_are_reported() {
-        let env = image(&[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3")]);
+        let env = image(&[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "3"),
+        ]);
         let uboot = real(
             UbootDecision::Boot(SlotName::B),
-            &[("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "2")],
+            &[
+                ("BOOT_ORDER", "A B"),
+                ("BOOT_A_LEFT", "3"),
+                ("BOOT_B_LEFT", "2"),
+            ],
         );
         let d = compare("fresh", 1, &env, &uboot).unwrap();
         assert_eq!(d.differences.len(), 3, "{d}");
         let text = d.to_string();
-        assert!(text.contains("U-Boot: boot B") && text.contains("model : boot A"), "{text}");
-        assert!(text.contains("BOOT_A_LEFT: U-Boot \"3\", model \"2\""), "{text}");
+        assert!(
+            text.contains("U-Boot: boot B") && text.contains("model : boot A"),
+            "{text}"
+        );
+        assert!(
+            text.contains("BOOT_A_LEFT: U-Boot \"3\", model \"2\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -48,7 +48,11 @@ fn uboot(args: UbootArgs) -> Result<uboot_diff::Report, bascule_qemu::uboot::Ubo
     if let Some(path) = args.console {
         harness.log_console_to(path);
     }
-    let cases = if args.full { uboot_full() } else { uboot_bounded() };
+    let cases = if args.full {
+        uboot_full()
+    } else {
+        uboot_bounded()
+    };
     uboot_diff::run(&mut harness, &cases)
 }
 
