@@ -381,4 +381,14 @@ mod tests {
         };
         assert!(!saved.contains_key("BOOT_ORDER"));
     }
+
+    #[test]
+    fn no_scratch_name_hides_a_boot_or_bascule_variable() {
+        for name in SCRATCH_VARS {
+            assert!(
+                !name.starts_with("BOOT_") && !name.starts_with("BASCULE_"),
+                "{name}"
+            );
+        }
+    }
 }

@@ -28,3 +28,44 @@ fn real_uboot_agrees_with_the_model_on_the_bounded_corpus() {
         report.summary()
     );
 }
+
+/// The comparison is not vacuous: a script that always boots B without taking a try
+/// disagrees with the model on a fresh env, on the slot and on the counter.
+#[test]
+fn a_script_that_boots_the_wrong_slot_is_caught() {
+    use bascule_qemu::corpus::{UbootCase, UbootEnvImage};
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("always-b.cmd");
+    std::fs::write(
+        &script,
+        "setenv bascule_slot B\nsetenv bascule_load \"${bascule_load_B}\"\nsaveenv\n\
+         run bascule_load\nrun bascule_boot\n",
+    )
+    .unwrap();
+    let fresh = [
+        ("BOOT_ORDER", "A B"),
+        ("BOOT_A_LEFT", "3"),
+        ("BOOT_B_LEFT", "3"),
+    ];
+    let cases = vec![UbootCase {
+        name: "fresh".into(),
+        env: UbootEnvImage::Vars(
+            fresh
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+    }];
+    let mut harness = UbootHarness::new(&script).unwrap();
+    let report = uboot_diff::run(&mut harness, &cases).unwrap();
+    assert_eq!(report.disagreements.len(), 1, "{}", report.summary());
+    let text = report.disagreements[0].to_string();
+    assert!(
+        text.contains("U-Boot: boot B") && text.contains("model : boot A"),
+        "{text}"
+    );
+    assert!(
+        text.contains("BOOT_A_LEFT: U-Boot \"3\", model \"2\""),
+        "{text}"
+    );
+}
