@@ -330,7 +330,16 @@ fn order_cases() -> Vec<UbootCase> {
 
 fn attempts_cases() -> Vec<UbootCase> {
     let mut cases = Vec::new();
-    for attempts in [None, Some("1"), Some("5"), Some("9")] {
+    // Out-of-range and non-numeric values too: the script may copy the value as it is.
+    for attempts in [
+        None,
+        Some("1"),
+        Some("5"),
+        Some("9"),
+        Some("0"),
+        Some("10"),
+        Some("x"),
+    ] {
         let label = attempts.unwrap_or("absent");
         let with = |pairs: &[(&'static str, &'static str)]| {
             let mut pairs = pairs.to_vec();
