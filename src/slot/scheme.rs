@@ -95,14 +95,20 @@ fn non_empty<'a>(vars: &'a EnvVars, var: &str) -> Option<&'a str> {
     vars.get(var).map(String::as_str).filter(|v| !v.is_empty())
 }
 
+/// A word of an order as the scripts compare it: exactly `A` or `B` (case matters).
+fn slot_word(word: &str) -> Option<SlotName> {
+    match word {
+        "A" => Some(SlotName::A),
+        "B" => Some(SlotName::B),
+        _ => None,
+    }
+}
+
 /// The slots named in an order value, as the scripts read it: words split on
 /// whitespace, words other than `A` and `B` skipped, a repeated slot counted once.
 fn slots_in_order(value: &str) -> Vec<SlotName> {
     let mut order = Vec::new();
-    for slot in value
-        .split_whitespace()
-        .filter_map(|w| w.parse::<SlotName>().ok())
-    {
+    for slot in value.split_whitespace().filter_map(slot_word) {
         if !order.contains(&slot) {
             order.push(slot);
         }
@@ -185,9 +191,10 @@ pub fn uboot_setexpr_decrement(value: &str) -> String {
 /// | case                               | the script (and this model)                              |
 /// |------------------------------------|----------------------------------------------------------|
 /// | `BOOT_ORDER` missing or empty      | set to `A B` (and saved)                                 |
-/// | a word other than `A`/`B` in it    | skipped                                                  |
 /// | `BOOT_x_LEFT` missing or empty     | set to `BASCULE_ATTEMPTS`, or 3 without it (and saved)   |
+/// | a word other than exactly `A`/`B`  | skipped (`a b` names no slot)                            |
 /// | a slot may boot                    | `test ${BOOT_x_LEFT} -gt 0`: [`uboot_strtol`] above 0     |
+/// | a counter of blanks                | boots and is never decremented (`setexpr` fails)         |
 /// | a slot boots                       | `setexpr` decrement: [`uboot_setexpr_decrement`]          |
 /// | no slot may boot                   | both counters set to the attempts above, saved, reset    |
 ///
@@ -221,8 +228,13 @@ impl RaucUboot {
     }
 
     /// Tries left as the script's `test -gt 0` sees them, after [`Self::fill_defaults`].
+    /// A counter of blanks expands to no word at all: `test -gt 0` is then true and
+    /// `setexpr` fails, so such a slot boots every time (bascule never writes one).
     fn tries_left(vars: &EnvVars, slot: SlotName) -> u8 {
         let value = non_empty(vars, &Self::left_var(slot)).unwrap_or("0");
+        if value.trim().is_empty() {
+            return u8::MAX;
+        }
         u8::try_from(uboot_strtol(value.trim()).max(0)).unwrap_or(u8::MAX)
     }
 
@@ -277,14 +289,13 @@ impl BootScheme for RaucUboot {
     fn boot(&self, vars: &mut EnvVars) -> BootDecision {
         Self::fill_defaults(vars);
         let order = vars.get("BOOT_ORDER").cloned().unwrap_or_default();
-        for word in order.split_whitespace() {
-            let Ok(slot) = word.parse::<SlotName>() else {
-                continue;
-            };
+        for slot in order.split_whitespace().filter_map(slot_word) {
             if Self::tries_left(vars, slot) > 0 {
                 let var = Self::left_var(slot);
-                let next = uboot_setexpr_decrement(&vars[&var]);
-                vars.insert(var, next);
+                if !vars[&var].trim().is_empty() {
+                    let next = uboot_setexpr_decrement(&vars[&var]);
+                    vars.insert(var, next);
+                }
                 return BootDecision::Boot(slot);
             }
         }
