@@ -381,7 +381,7 @@ fn show_fw_printenv(dir: &Path, dev: &mut Device) -> Result<(), Error> {
         println!("     {line}");
         let (k, v) = line.split_once('=').unwrap_or((line, ""));
         expect(
-            vars.get(k).map(String::as_str) == Some(v),
+            vars.get_str(k) == Some(v),
             &format!("bascule reads {k}={v} too"),
         )?;
     }

@@ -264,3 +264,35 @@ fn gpt_chromeos_cycle_and_cgpt_agrees() {
         );
     }
 }
+
+/// A GRUB env value with a Latin-1 byte, set by `grub-editenv`, reads and survives
+/// bascule's commits byte for byte (issue 15, defect 4). Needs `grub-editenv`.
+#[test]
+fn grub_latin1_value_survives_commits_byte_exact() {
+    use std::os::unix::ffi::OsStrExt;
+    const NOTE: &[u8] = b"note=caf\xe9 25\xb0C";
+    let dir = tempfile::tempdir().unwrap();
+    let config = device(dir.path(), "backend = \"grub\"\npath = \"grubenv\"");
+    ok(bascule(&config, &["init-env", "--good", "A"]));
+    let grubenv = dir.path().join("grubenv");
+    let editenv = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("grub-editenv")
+            .arg(&grubenv)
+            .args(args)
+            .output()
+            .expect("grub-editenv (package grub-common) must be installed");
+        assert!(out.status.success(), "grub-editenv {args:?} failed");
+        out.stdout
+    };
+    editenv(&["set".as_ref(), std::ffi::OsStr::from_bytes(NOTE)]);
+    let st = status(&config);
+    assert_eq!(st["env"]["note"]["hex"], "636166e9203235b043", "{st}");
+    assert!(ok(bascule(&config, &["simulate-boot"])).contains("booting slot A"));
+    assert!(!ok(bascule(&config, &["mark-good"])).contains("nothing written"));
+    let listed = editenv(&["list".as_ref()]);
+    assert!(
+        listed.split(|&b| b == b'\n').any(|line| line == NOTE),
+        "{}",
+        String::from_utf8_lossy(&listed)
+    );
+}

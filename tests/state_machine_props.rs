@@ -234,8 +234,8 @@ impl Device {
                 "bootloader boots slot {slot}, which holds no verified image"
             ));
         };
-        let recorded = vars.get(&format!("BASCULE_{slot}_VERSION"));
-        if recorded != Some(&version(major)) {
+        let recorded = vars.get_str(&format!("BASCULE_{slot}_VERSION"));
+        if recorded != Some(version(major).as_str()) {
             return Err(format!(
                 "slot {slot} holds v{major} but the env records {recorded:?}"
             ));

@@ -72,6 +72,7 @@ pub trait BootScheme {
 fn parse_order(var: &str, vars: &EnvVars) -> Result<Vec<SlotName>, SchemeError> {
     let value = vars
         .get(var)
+        .map(ToString::to_string)
         .ok_or_else(|| SchemeError::Missing { var: var.into() })?;
     let mut order = Vec::new();
     for word in value.split_whitespace() {
@@ -91,7 +92,7 @@ fn parse_order(var: &str, vars: &EnvVars) -> Result<Vec<SlotName>, SchemeError> 
 
 fn write_order(var: &str, vars: &mut EnvVars, order: &[SlotName]) {
     let words: Vec<&str> = order.iter().map(|s| s.as_str()).collect();
-    vars.insert(var.into(), words.join(" "));
+    vars.insert(var, words.join(" "));
 }
 
 fn move_to_front(order: &mut Vec<SlotName>, slot: SlotName) {
@@ -110,7 +111,7 @@ impl RaucUboot {
 
     fn read_left(vars: &EnvVars, slot: SlotName) -> Result<u8, SchemeError> {
         let var = Self::left_var(slot);
-        let Some(value) = vars.get(&var) else {
+        let Some(value) = vars.get(&var).map(ToString::to_string) else {
             return Ok(0);
         };
         value
@@ -146,7 +147,7 @@ impl BootScheme for RaucUboot {
         let mut order = Self::order_or_empty(vars);
         order.retain(|s| *s != slot);
         write_order("BOOT_ORDER", vars, &order);
-        vars.insert(Self::left_var(slot), "0".into());
+        vars.insert(Self::left_var(slot), "0");
     }
 
     fn set_primary(&self, vars: &mut EnvVars, slot: SlotName, attempts: u8) {
@@ -190,12 +191,12 @@ pub struct RaucGrub;
 impl RaucGrub {
     fn flag(vars: &EnvVars, slot: SlotName, suffix: &str) -> bool {
         vars.get(&format!("{slot}_{suffix}"))
-            .is_some_and(|v| v.trim() == "1")
+            .is_some_and(|v| v.to_string().trim() == "1")
     }
 
     fn set_flags(vars: &mut EnvVars, slot: SlotName, ok: bool, tried: bool) {
-        vars.insert(format!("{slot}_OK"), if ok { "1" } else { "0" }.into());
-        vars.insert(format!("{slot}_TRY"), if tried { "1" } else { "0" }.into());
+        vars.insert(format!("{slot}_OK"), if ok { "1" } else { "0" });
+        vars.insert(format!("{slot}_TRY"), if tried { "1" } else { "0" });
     }
 
     fn order_or_empty(vars: &EnvVars) -> Vec<SlotName> {
@@ -239,13 +240,13 @@ impl BootScheme for RaucGrub {
     fn boot(&self, vars: &mut EnvVars, _attempts: u8) -> BootDecision {
         for slot in Self::order_or_empty(vars) {
             if Self::flag(vars, slot, "OK") && !Self::flag(vars, slot, "TRY") {
-                vars.insert(format!("{slot}_TRY"), "1".into());
+                vars.insert(format!("{slot}_TRY"), "1");
                 return BootDecision::Boot(slot);
             }
         }
         // RAUC's grub.cfg: no slot left, reset every TRY and try again.
         for slot in SlotName::ALL {
-            vars.insert(format!("{slot}_TRY"), "0".into());
+            vars.insert(format!("{slot}_TRY"), "0");
         }
         BootDecision::NoSlotResetCounters
     }

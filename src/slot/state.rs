@@ -96,14 +96,14 @@ impl BootState {
     pub fn read(scheme: &dyn BootScheme, vars: &EnvVars) -> Result<BootState, SchemeError> {
         let view = scheme.read(vars)?;
         let pending = vars
-            .get(PENDING_VAR)
+            .get_str(PENDING_VAR)
             .and_then(|v| v.parse::<SlotName>().ok());
         let info = |slot: SlotName| SlotInfo {
             slot,
             state: slot_state(&view, pending, slot),
             primary: view.order.iter().find(|s| view.bootable(**s)) == Some(&slot),
-            version: vars.get(&version_var(slot)).cloned(),
-            security_version: vars.get(&secver_var(slot)).and_then(|v| v.parse().ok()),
+            version: vars.get(&version_var(slot)).map(ToString::to_string),
+            security_version: vars.get_str(&secver_var(slot)).and_then(|v| v.parse().ok()),
         };
         let slots = [info(SlotName::A), info(SlotName::B)];
         Ok(BootState {
@@ -157,7 +157,7 @@ pub fn begin_install(scheme: &dyn BootScheme, vars: &EnvVars, target: SlotName) 
     scheme.set_bad(&mut next, target);
     next.remove(&version_var(target));
     next.remove(&secver_var(target));
-    if next.get(PENDING_VAR).map(String::as_str) == Some(target.as_str()) {
+    if next.get_str(PENDING_VAR) == Some(target.as_str()) {
         next.remove(PENDING_VAR);
     }
     next
@@ -174,7 +174,7 @@ pub fn mark_pending(
 ) -> EnvVars {
     let mut next = vars.clone();
     scheme.set_primary(&mut next, target, attempts);
-    next.insert(PENDING_VAR.into(), target.as_str().into());
+    next.insert(PENDING_VAR, target.as_str());
     next.insert(version_var(target), image.version.clone());
     next.insert(secver_var(target), image.security_version.to_string());
     next
@@ -190,7 +190,7 @@ pub fn confirm(
 ) -> Option<EnvVars> {
     let mut next = vars.clone();
     scheme.set_good(&mut next, slot, attempts);
-    if next.get(PENDING_VAR).map(String::as_str) == Some(slot.as_str()) {
+    if next.get_str(PENDING_VAR) == Some(slot.as_str()) {
         next.remove(PENDING_VAR);
     }
     (next != *vars).then_some(next)
@@ -222,7 +222,7 @@ pub fn factory_state(
 pub fn mark_bad(scheme: &dyn BootScheme, vars: &EnvVars, slot: SlotName) -> Option<EnvVars> {
     let mut next = vars.clone();
     scheme.set_bad(&mut next, slot);
-    if next.get(PENDING_VAR).map(String::as_str) == Some(slot.as_str()) {
+    if next.get_str(PENDING_VAR) == Some(slot.as_str()) {
         next.remove(PENDING_VAR);
     }
     (next != *vars).then_some(next)
@@ -343,8 +343,8 @@ mod tests {
         let schemes: [&dyn BootScheme; 2] = [&RaucUboot, &RaucGrub];
         for s in schemes {
             let mut vars = EnvVars::new();
-            vars.insert("bootdelay".into(), "2".into());
-            vars.insert("BASCULE_PENDING".into(), "A".into());
+            vars.insert("bootdelay", "2");
+            vars.insert("BASCULE_PENDING", "A");
             let env = factory_state(s, &vars, SlotName::A, Some(&v1), 3);
             let st = BootState::read(s, &env).unwrap();
             assert_eq!(st.slot(SlotName::A).state, SlotState::Good, "{}", s.name());

@@ -55,6 +55,6 @@ impl EnvStore for RenameBeforeFsync {
 pub fn commit_renaming_before_fsync(rail: &PowerRail, _backend: EnvBackend) -> Result<(), String> {
     let mut env = RenameBeforeFsync(rail.files(ENV));
     let mut vars = env.load().map_err(|e| e.to_string())?;
-    vars.insert("X".into(), "1".into());
+    vars.insert("X", "1");
     env.commit(&vars).map_err(|e| e.to_string())
 }

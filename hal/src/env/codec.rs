@@ -21,9 +21,6 @@ pub enum DecodeError {
     /// A variable runs to the end of the data area without its terminator.
     #[error("variable at byte {offset} is not terminated")]
     Unterminated { offset: usize },
-    /// A variable name or value is not UTF-8.
-    #[error("variable at byte {offset} is not valid UTF-8")]
-    NotUtf8 { offset: usize },
     /// The block does not start with its signature or magic number.
     #[error("bad signature at byte 0, expected {expected}")]
     BadSignature { expected: &'static str },

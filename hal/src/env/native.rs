@@ -10,7 +10,9 @@
 //!      6     2  required features (0; a reader refuses bits it does not know)
 //!      8     8  generation: +1 on every commit
 //!     16     4  payload length N (at most size - 24)
-//!     20     N  payload: postcard encoding of the variables, a map name -> value
+//!     20     N  payload: postcard encoding of the variables, a map of byte strings
+//!               name -> value (postcard writes a byte string like a string, so the
+//!               copies written when they were strings read the same)
 //!   20+N     4  CRC-32 (zlib) of bytes 0 .. 20+N
 //!   24+N     -  padding 0xff up to `size` (not covered by the CRC)
 //! ```
@@ -18,7 +20,7 @@
 //! # use bascule_hal::env::native::NativeCodec;
 //! # use bascule_hal::EnvVars;
 //! let mut vars = EnvVars::new();
-//! vars.insert("BOOT_ORDER".into(), "A B".into());
+//! vars.insert("BOOT_ORDER", "A B");
 //! let codec = NativeCodec::new(256).unwrap();
 //! let copy = codec.encode(&vars, 7).unwrap();
 //! assert_eq!(&copy[0..4], b"BSEV");
@@ -147,7 +149,7 @@ impl NativeCodec {
             return Err(DecodeError::Crc { stored, computed });
         }
         let (vars, rest) = postcard::take_from_bytes::<EnvVars>(&bytes[NATIVE_HEADER_LEN..end])
-            .map_err(|_| DecodeError::Payload("not a postcard map of strings"))?;
+            .map_err(|_| DecodeError::Payload("not a postcard map of byte strings"))?;
         if !rest.is_empty() {
             return Err(DecodeError::Payload("trailing bytes after the map"));
         }
@@ -317,8 +319,9 @@ mod tests {
     }
 
     #[test]
-    fn roundtrip_keeps_any_string() {
-        let v = vars(&[("a", "1"), ("", "empty name"), ("nul\0", "x\0=\n\\")]);
+    fn roundtrip_keeps_any_bytes() {
+        let mut v = vars(&[("a", "1"), ("", "empty name"), ("nul\0", "x\0=\n\\")]);
+        v.insert(&b"\xff\xfe"[..], &b"caf\xe9"[..]);
         let img = NativeCodec::new(256).unwrap().encode(&v, u64::MAX).unwrap();
         assert_eq!(img.len(), 256);
         assert_eq!(
