@@ -134,9 +134,16 @@ fn uboot_redundant_cycle_and_fw_printenv_agrees() {
         .unwrap()
         .set_len(0x8000)
         .unwrap();
+    // A blank env: init-env writes the board's default env with bascule's variables.
+    std::fs::write(
+        dir.path().join("u-boot-initial-env"),
+        "bootcmd=run bascule_boot\nbootdelay=2\n",
+    )
+    .unwrap();
     let config = device(
         dir.path(),
-        "backend = \"uboot\"\npath = \"uboot.env\"\nsize = 0x4000\nredundant_offset = 0x4000",
+        "backend = \"uboot\"\npath = \"uboot.env\"\nsize = 0x4000\nredundant_offset = 0x4000\n\
+         defaults = \"u-boot-initial-env\"",
     );
     update_cycle(dir.path(), &config);
     if !tool("fw_printenv") {
@@ -159,6 +166,7 @@ fn uboot_redundant_cycle_and_fw_printenv_agrees() {
     assert!(text.contains("BOOT_ORDER=B A"), "{text}");
     assert!(text.contains("BOOT_B_LEFT=3"), "{text}");
     assert!(text.contains("BASCULE_B_VERSION=2.0.0"), "{text}");
+    assert!(text.contains("bootcmd=run bascule_boot"), "{text}");
 }
 
 #[test]
@@ -295,4 +303,27 @@ fn grub_latin1_value_survives_commits_byte_exact() {
         "{}",
         String::from_utf8_lossy(&listed)
     );
+}
+
+/// On GRUB the boot logic is the script, not the env: `init-env` on an erased grubenv
+/// writes bascule's variables without a default env, refuses `--defaults` (a U-Boot
+/// file), and a corrupt grubenv needs `--force` (issue 15, defect 1).
+#[test]
+fn grub_init_env_on_blank_and_corrupt_envs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = device(dir.path(), "backend = \"grub\"\npath = \"grubenv\"");
+    let grubenv = dir.path().join("grubenv");
+    std::fs::write(&grubenv, [0u8; 1024]).unwrap();
+    let out = bascule(&config, &["init-env", "--good", "A", "--defaults", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("U-Boot backend"));
+    ok(bascule(&config, &["init-env", "--good", "A"]));
+    assert_eq!(slot_state(&status(&config), 0), "good");
+
+    std::fs::write(&grubenv, b"# GRUB Environment Block\nORDER=A B").unwrap();
+    let out = bascule(&config, &["init-env", "--good", "A"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    ok(bascule(&config, &["init-env", "--good", "A", "--force"]));
+    assert_eq!(slot_state(&status(&config), 0), "good");
 }

@@ -17,6 +17,11 @@
 //! encoding is required, and every byte is written back as it was read. There is no
 //! checksum: a torn block cannot be detected.
 //!
+//! # Missing, blank, corrupt
+//! `load` says [`HalError::EnvMissing`] when the file does not exist,
+//! [`HalError::EnvBlank`] when it is empty or all 0x00 or all 0xff bytes, and
+//! [`HalError::EnvCorrupt`] for anything else that does not decode.
+//!
 //! # Commit guarantee and its limit
 //! [`GrubEnv::commit`] writes the whole block to `grubenv.new`, fsyncs it, renames it
 //! over `grubenv` and fsyncs the directory. On a POSIX filesystem (ext4, FAT through
@@ -29,7 +34,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::codec::{DecodeError, EncodeError};
+use super::codec::{is_erased, DecodeError, EncodeError};
 use super::files::EnvFiles;
 use super::{EnvName, EnvStore, EnvValue, EnvVars};
 use crate::HalError;
@@ -236,6 +241,11 @@ impl<F: EnvFiles> EnvStore for GrubEnv<F> {
                 store: self.store_name(),
             });
         };
+        if is_erased(&bytes) {
+            return Err(HalError::EnvBlank {
+                store: self.store_name(),
+            });
+        }
         GrubCodec::decode(&bytes).map_err(|e| HalError::EnvCorrupt {
             store: self.store_name(),
             detail: format!("the only copy ({} bytes): {e}", bytes.len()),
@@ -349,6 +359,16 @@ mod tests {
         assert_eq!(env.load().unwrap(), vars(&[("ORDER", "A B")]));
         let files = env.into_inner();
         assert_eq!(files.names(), alloc::vec![String::from("grubenv")]);
+    }
+
+    #[test]
+    fn empty_or_erased_file_is_blank() {
+        for bytes in [&[][..], &[0u8; 1024], &[0xffu8; 1024]] {
+            let mut files = MemFiles::new();
+            files.insert("grubenv", bytes);
+            let err = GrubEnv::new(files).load().unwrap_err();
+            assert!(matches!(err, HalError::EnvBlank { .. }), "{err}");
+        }
     }
 
     #[test]

@@ -35,12 +35,15 @@
 //! the sync is the commit point. A cut anywhere before it completes leaves the other
 //! copy old or with a bad CRC, so the current copy still wins. A reader therefore
 //! always sees a whole committed state. The 64-bit generation cannot wrap in practice.
+//!
+//! When both copies are erased (all 0x00 or all 0xff), `load` says
+//! [`HalError::EnvBlank`]; any other unreadable pair is [`HalError::EnvCorrupt`].
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::codec::{crc32, le_u32, DecodeError, EncodeError};
+use super::codec::{crc32, is_erased, le_u32, DecodeError, EncodeError};
 use super::{EnvStore, EnvVars};
 use crate::block::BlockDevice;
 use crate::HalError;
@@ -236,13 +239,16 @@ impl<D: BlockDevice> NativeEnv<D> {
         )
     }
 
-    fn read_copies(&mut self) -> Result<[Result<NativeCopy, DecodeError>; 2], HalError> {
+    /// Reads and decodes both copies; also says whether both are erased.
+    fn read_copies(&mut self) -> Result<([Result<NativeCopy, DecodeError>; 2], bool), HalError> {
         let mut buf = vec![0u8; self.layout.size];
         self.dev.read_at(self.layout.offsets[0], &mut buf)?;
         let a = NativeCodec::decode(&buf);
+        let mut erased = is_erased(&buf);
         self.dev.read_at(self.layout.offsets[1], &mut buf)?;
         let b = NativeCodec::decode(&buf);
-        Ok([a, b])
+        erased &= is_erased(&buf);
+        Ok(([a, b], erased))
     }
 
     fn current(copies: &[Result<NativeCopy, DecodeError>; 2]) -> Option<usize> {
@@ -267,9 +273,14 @@ impl<D: BlockDevice> NativeEnv<D> {
 
 impl<D: BlockDevice> EnvStore for NativeEnv<D> {
     fn load(&mut self) -> Result<EnvVars, HalError> {
-        let copies = self.read_copies()?;
+        let (copies, erased) = self.read_copies()?;
         if let Some(Ok(copy)) = Self::current(&copies).map(|i| &copies[i]) {
             return Ok(copy.vars.clone());
+        }
+        if erased {
+            return Err(HalError::EnvBlank {
+                store: self.store_name(),
+            });
         }
         Err(self.corrupt(&copies))
     }
@@ -277,7 +288,7 @@ impl<D: BlockDevice> EnvStore for NativeEnv<D> {
     fn commit(&mut self, vars: &EnvVars) -> Result<(), HalError> {
         let store = self.store_name();
         self.codec.encode(vars, 0).map_err(|e| e.into_hal(&store))?;
-        let copies = self.read_copies()?;
+        let (copies, _) = self.read_copies()?;
         let (target, generation) = match Self::current(&copies) {
             Some(i) => {
                 let gen = copies[i].as_ref().map_or(0, |c| c.generation);
@@ -388,7 +399,7 @@ mod tests {
     #[test]
     fn commits_alternate_and_newest_wins() {
         let mut env = NativeEnv::new(MemBlock::new("nv", 0x4000), layout()).unwrap();
-        assert!(matches!(env.load(), Err(HalError::EnvCorrupt { .. })));
+        assert!(matches!(env.load(), Err(HalError::EnvBlank { .. })));
         for i in 0..5u32 {
             let v = vars(&[("n", &format!("{i}"))]);
             env.commit(&v).unwrap();
@@ -402,7 +413,9 @@ mod tests {
 
     #[test]
     fn corrupt_message_names_both_copies() {
-        let mut env = NativeEnv::new(MemBlock::new("nv", 0x4000), layout()).unwrap();
+        let mut dev = MemBlock::new("nv", 0x4000);
+        dev.write_at(0x2000, b"junk").unwrap();
+        let mut env = NativeEnv::new(dev, layout()).unwrap();
         let msg = format!("{}", env.load().unwrap_err());
         assert!(
             msg.starts_with("native env nv @0x1000: no valid copy"),

@@ -40,12 +40,20 @@
 //! format cannot prevent this. [`UbootEnv::is_power_safe`] is `false`, `describe()`
 //! says so, and `load` reports the damage as [`HalError::EnvCorrupt`] rather than
 //! returning garbage.
+//!
+//! # Blank and corrupt
+//! `load` tells the two apart: when every copy is erased (all 0x00 or all 0xff, as
+//! after a flash erase) it returns [`HalError::EnvBlank`], and U-Boot runs on its
+//! built-in default environment; any other copy that fails its CRC is
+//! [`HalError::EnvCorrupt`]. A first write to a blank env must carry the board's
+//! default variables (`bootcmd`, ...): [`parse_initial_env`] reads them from the
+//! `u-boot-initial-env` file U-Boot's build makes.
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::codec::{crc32, le_u32, DecodeError, EncodeError};
+use super::codec::{crc32, is_erased, le_u32, DecodeError, EncodeError};
 use super::{EnvName, EnvStore, EnvValue, EnvVars};
 use crate::block::BlockDevice;
 use crate::HalError;
@@ -314,15 +322,18 @@ impl<D: BlockDevice> UbootEnv<D> {
         format!("U-Boot env {} @{:#x}", self.dev.name(), self.layout.offset)
     }
 
-    /// Reads and decodes every copy, in layout order.
-    fn read_copies(&mut self) -> Result<Vec<Result<UbootCopy, DecodeError>>, HalError> {
+    /// Reads and decodes every copy, in layout order; also says whether every copy
+    /// is erased.
+    fn read_copies(&mut self) -> Result<(Vec<Result<UbootCopy, DecodeError>>, bool), HalError> {
         let mut out = Vec::new();
+        let mut erased = true;
         let mut buf = vec![0u8; self.layout.size];
         for offset in self.layout.copies() {
             self.dev.read_at(offset, &mut buf)?;
+            erased &= is_erased(&buf);
             out.push(self.codec.decode(&buf));
         }
-        Ok(out)
+        Ok((out, erased))
     }
 
     /// Index of the current copy among `copies`, or `None` when none is valid.
@@ -361,9 +372,14 @@ impl<D: BlockDevice> UbootEnv<D> {
 
 impl<D: BlockDevice> EnvStore for UbootEnv<D> {
     fn load(&mut self) -> Result<EnvVars, HalError> {
-        let copies = self.read_copies()?;
+        let (copies, erased) = self.read_copies()?;
         if let Some(Ok(copy)) = Self::current(&copies).and_then(|i| copies.get(i)) {
             return Ok(copy.vars.clone());
+        }
+        if erased {
+            return Err(HalError::EnvBlank {
+                store: self.store_name(),
+            });
         }
         Err(self.corrupt(&copies))
     }
@@ -378,7 +394,7 @@ impl<D: BlockDevice> EnvStore for UbootEnv<D> {
         // Validate before touching the device, then pick the copy to overwrite from
         // what is on the device now (another writer may have committed since load).
         self.codec.encode(vars, 0).map_err(|e| e.into_hal(&store))?;
-        let copies = self.read_copies()?;
+        let (copies, _) = self.read_copies()?;
         let (target, flags) = match Self::current(&copies) {
             Some(i) => {
                 let flags = copies[i].as_ref().map_or(0, |c| c.flags.unwrap_or(0));
@@ -413,6 +429,9 @@ impl<D: BlockDevice> EnvStore for UbootEnv<D> {
         }
     }
 }
+
+mod initial;
+pub use initial::parse_initial_env;
 
 #[cfg(test)]
 mod tests;

@@ -138,8 +138,23 @@ fn redundant_commits_alternate_and_advance_the_flag() {
 }
 
 #[test]
-fn load_of_blank_device_names_each_copy() {
-    let mut env = UbootEnv::new(MemBlock::new("mmc", 0x4000), redundant_layout()).unwrap();
+fn load_of_erased_copies_is_blank() {
+    for fill in [0x00, 0xff] {
+        let mut dev = MemBlock::new("mmc", 0x4000);
+        dev.write_at(0, &[fill; 0x4000]).unwrap();
+        let mut env = UbootEnv::new(dev, redundant_layout()).unwrap();
+        assert!(
+            matches!(env.load(), Err(HalError::EnvBlank { .. })),
+            "fill {fill:#x}"
+        );
+    }
+}
+
+#[test]
+fn load_of_corrupt_copies_names_each_copy() {
+    let mut dev = MemBlock::new("mmc", 0x4000);
+    dev.write_at(0x1010, b"x").unwrap();
+    let mut env = UbootEnv::new(dev, redundant_layout()).unwrap();
     let msg = alloc::format!("{}", env.load().unwrap_err());
     assert!(
         msg.starts_with("U-Boot env mmc @0x1000: no valid copy"),
