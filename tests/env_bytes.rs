@@ -124,3 +124,30 @@ fn redundant_env_reads_the_newer_copy_when_it_holds_latin1() {
         Some(&b"A"[..])
     );
 }
+
+/// `status --json` shows a non-UTF-8 value as `{"hex": ...}` and a non-UTF-8 name
+/// with `\xNN` escapes (JSON keys are strings); UTF-8 ones as plain strings.
+#[test]
+fn json_shows_bytes_that_are_not_utf8_as_hex() {
+    let mut vars = bascule_hal::EnvVars::new();
+    vars.insert("BOOT_ORDER", "A B");
+    vars.insert("note", NOTE);
+    vars.insert(&b"n\xe9"[..], "x");
+    let json = serde_json::to_value(&vars).expect("serialize");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "BOOT_ORDER": "A B",
+            "note": {"hex": common::hex(NOTE)},
+            "n\\xe9": "x",
+        })
+    );
+    let back: bascule_hal::EnvVars = serde_json::from_value(json).expect("deserialize");
+    let mut expected = vars.clone();
+    expected.remove(&b"n\xe9"[..]);
+    expected.insert(&b"n\\xe9"[..], "x");
+    assert_eq!(
+        back, expected,
+        "hex values read back; escaped names stay text"
+    );
+}

@@ -232,3 +232,21 @@ fn commit_refuses_invalid_vars_without_writing() {
     assert!(matches!(err, HalError::EnvInvalidVar { .. }));
     assert!(env.into_inner().durable().iter().all(|&b| b == 0));
 }
+
+#[test]
+fn newer_copy_with_non_utf8_value_is_current() {
+    let codec = UbootCodec::new(0x200, true).unwrap();
+    let mut dev = MemBlock::new("mmc", 0x4000);
+    let older = codec.encode(&vars(&[("BOOT_ORDER", "A")]), 1).unwrap();
+    let mut newer_vars = vars(&[("BOOT_ORDER", "B A")]);
+    newer_vars.insert("note", &b"caf\xe9"[..]);
+    let newer = codec.encode(&newer_vars, 2).unwrap();
+    dev.write_at(0x1000, &older).unwrap();
+    dev.write_at(0x2000, &newer).unwrap();
+    let mut env = UbootEnv::new(dev, redundant_layout()).unwrap();
+    assert_eq!(env.load().unwrap(), newer_vars);
+    env.commit(&newer_vars).unwrap();
+    let dev = env.into_inner();
+    let rewritten = codec.decode(&dev.durable()[0x1000..0x1200]).unwrap();
+    assert_eq!((rewritten.vars, rewritten.flags), (newer_vars, Some(3)));
+}
