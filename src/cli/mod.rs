@@ -72,7 +72,7 @@ pub enum Command {
         force: bool,
         /// The board's default U-Boot env (u-boot-initial-env: name=value lines),
         /// written besides bascule's variables into a blank or forced corrupt env;
-        /// overrides `defaults` in [bootenv].
+        /// overrides the config's `bootenv.defaults`.
         #[arg(long, value_name = "FILE")]
         defaults: Option<PathBuf>,
     },
