@@ -157,6 +157,11 @@ pub enum BootEnvConfig {
         /// corrupt (only for boards whose U-Boot has no redundant environment).
         #[serde(default)]
         allow_single_copy: bool,
+        /// The board's default environment (`u-boot-initial-env`, `name=value`
+        /// lines): what `init-env` writes besides bascule's variables when the
+        /// stored env is blank (or corrupt, with `--force`).
+        #[serde(default)]
+        defaults: Option<PathBuf>,
     },
     /// GRUB environment block file (RAUC's `ORDER` / `x_OK` / `x_TRY` scheme).
     Grub { path: PathBuf },
@@ -182,6 +187,13 @@ pub enum BootEnvConfig {
 
 impl BootEnvConfig {
     fn resolve(&mut self, base: &Path) {
+        if let BootEnvConfig::Uboot {
+            defaults: Some(defaults),
+            ..
+        } = self
+        {
+            *defaults = base.join(&*defaults);
+        }
         match self {
             BootEnvConfig::Uboot { path, .. }
             | BootEnvConfig::Grub { path }
@@ -353,10 +365,23 @@ mod tests {
                 ..
             }
         ));
-        let BootEnvConfig::Uboot { path, .. } = &cfg.bootenv else {
+        let BootEnvConfig::Uboot { path, defaults, .. } = &cfg.bootenv else {
             unreachable!()
         };
         assert_eq!(path, Path::new("/dev-root/uboot.env"));
+        assert_eq!(defaults, &None);
+        let text = SAMPLE.replace(
+            "size = 16384",
+            "size = 16384\ndefaults = \"u-boot-initial-env\"",
+        );
+        let cfg = SystemConfig::parse(&text, Path::new("/dev-root/system.toml")).unwrap();
+        let BootEnvConfig::Uboot { defaults, .. } = &cfg.bootenv else {
+            unreachable!()
+        };
+        assert_eq!(
+            defaults.as_deref(),
+            Some(Path::new("/dev-root/u-boot-initial-env"))
+        );
     }
 
     #[test]

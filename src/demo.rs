@@ -170,8 +170,14 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, Error> {
     dir.canonicalize().map_err(Error::io("resolve demo dir"))
 }
 
-/// Writes disk.img, uboot.env, data.img, data/, system.toml, fw_env.config, cmdline
-/// and the keys.
+/// The demo board's default U-Boot env, as `make u-boot-initial-env` would write it:
+/// the blank `uboot.env` is initialised from it.
+const INITIAL_ENV: &str = "bootdelay=2\n\
+    bootcmd=load mmc 0:1 ${scriptaddr} boot.scr; source ${scriptaddr}\n\
+    scriptaddr=0x40200000\n";
+
+/// Writes disk.img, uboot.env (blank), u-boot-initial-env, data.img, data/,
+/// system.toml, fw_env.config, cmdline and the keys.
 fn create_device(dir: &Path) -> Result<PathBuf, Error> {
     let sized = |name: &str, len: u64| -> Result<(), Error> {
         let f =
@@ -187,6 +193,7 @@ fn create_device(dir: &Path) -> Result<PathBuf, Error> {
     };
     write("system.toml", system_toml())?;
     write("cmdline", "console=ttyS0 bascule.slot=A\n".into())?;
+    write("u-boot-initial-env", INITIAL_ENV.into())?;
     let env = dir.join("uboot.env");
     write(
         "fw_env.config",
@@ -228,6 +235,7 @@ backend = "uboot"
 path = "uboot.env"
 size = {ENV_SIZE}
 redundant_offset = {ENV_SIZE}
+defaults = "u-boot-initial-env"   # the board's default env, for init-env on a blank env
 
 [slots.rootfs.A]
 device = "disk.img"
@@ -256,7 +264,11 @@ fn provision_v1(dir: &Path, dev: &mut Device) -> Result<(), Error> {
     let mut slot = FileBlock::open(&spec.device, spec.offset, spec.size, true)?;
     slot.write_at(0, &bytes)?;
     slot.sync()?;
-    ops::init_env(dev, SlotName::A, Some("1.0.0"), true)?;
+    let opts = ops::InitEnv {
+        version: Some("1.0.0"),
+        ..Default::default()
+    };
+    ops::init_env(dev, SlotName::A, &opts)?;
     expect_state(dev, SlotName::A, |s| *s == SlotState::Good, "A good")
 }
 
@@ -392,7 +404,7 @@ fn show_fw_printenv(dir: &Path, dev: &mut Device) -> Result<(), Error> {
         println!("     {line}");
         let (k, v) = line.split_once('=').unwrap_or((line, ""));
         expect(
-            vars.get(k).map(String::as_str) == Some(v),
+            vars.get_str(k) == Some(v),
             &format!("bascule reads {k}={v} too"),
         )?;
     }

@@ -1,11 +1,15 @@
 //! The commands' logic, shared by the CLI and the demo: status, mark-good, mark-bad,
 //! install and the simulated boot. Each takes a [`Device`] and returns a value the
 //! CLI prints; none prints by itself.
-use bascule_hal::{EnvStore, EnvVars, SecurityFloorStore};
+use std::path::Path;
+
+use bascule_hal::env::uboot::parse_initial_env;
+use bascule_hal::{EnvStore, EnvVars, HalError, SecurityFloorStore};
 use bascule_partitions::SlotName;
 use serde::Serialize;
 
 use crate::bundle::{BundleReader, Keyring};
+use crate::config::BootEnvConfig;
 use crate::device::{Device, DeviceError};
 use crate::install::lock::{EnvLock, InstallLock};
 use crate::install::{self, InstallOptions, InstallReport, InstallTarget, Progress};
@@ -389,39 +393,102 @@ pub fn simulate_boot(dev: &mut Device) -> Result<BootDecision, Error> {
     Ok(decision)
 }
 
+/// What `init-env` is asked to write.
+#[derive(Debug, Clone, Default)]
+pub struct InitEnv<'a> {
+    /// The version installed in the good slot, if known.
+    pub version: Option<&'a str>,
+    /// Replace a readable boot state, or rewrite a corrupt env.
+    pub force: bool,
+    /// The board's default env (`u-boot-initial-env`); overrides the config's.
+    pub defaults: Option<&'a Path>,
+}
+
 /// Writes a complete first boot state: `good` confirmed (holding `version`, if
-/// known), the other slot bad. Refuses to replace a readable state unless `force`:
-/// a factory step, never an update step.
-pub fn init_env(
-    dev: &mut Device,
-    good: SlotName,
-    version: Option<&str>,
-    force: bool,
-) -> Result<(), Error> {
+/// known), the other slot bad. A factory step, never an update step:
+/// - a valid env keeps every variable; one that already has a bootable slot is
+///   replaced only with `force`;
+/// - a blank env (every copy erased) starts from the board's default env on U-Boot
+///   (`defaults`), which U-Boot needs to find its `bootcmd`; other backends need only
+///   bascule's variables (GRUB's and the native bootloader's logic is their script);
+/// - a corrupt env (not blank, unreadable) is rewritten only with `force`, and on
+///   U-Boot from the defaults too.
+pub fn init_env(dev: &mut Device, good: SlotName, opts: &InitEnv) -> Result<(), Error> {
     let _install = InstallLock::acquire(&dev.config.state_dir)?;
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
-    let current = dev.env.load();
-    if let Ok(vars) = &current {
-        let bootable = BootState::read(dev.scheme.as_ref(), vars)
-            .is_ok_and(|st| SlotName::ALL.iter().any(|s| st.view.bootable(*s)));
-        if !force && bootable {
-            return Err(Error::Usage(format!(
-                "{} already holds a boot state; pass --force to replace it",
-                dev.env.describe()
-            )));
+    let base = match dev.env.load() {
+        Ok(vars) => {
+            refuse_bootable(dev, &vars, opts.force)?;
+            vars
         }
-    }
-    let image = version.map(|v| state::InstalledImage {
+        Err(HalError::EnvBlank { .. } | HalError::EnvMissing { .. }) => {
+            initial_env(dev, opts.defaults, "blank")?
+        }
+        Err(err @ HalError::EnvCorrupt { .. }) if !opts.force => {
+            return Err(Error::Refused(format!(
+                "{err}; init-env rewrites a corrupt environment only with --force (it drops \
+                 every variable in it)"
+            )))
+        }
+        Err(HalError::EnvCorrupt { .. }) => initial_env(dev, opts.defaults, "corrupt")?,
+        Err(err) => return Err(err.into()),
+    };
+    let image = opts.version.map(|v| state::InstalledImage {
         version: v.to_string(),
         security_version: 0,
     });
     let vars = state::factory_state(
         dev.scheme.as_ref(),
-        &current.unwrap_or_default(),
+        &base,
         good,
         image.as_ref(),
         dev.config.boot.attempts,
     );
     dev.env.commit(&vars)?;
     Ok(())
+}
+
+/// Refuses to replace a state with a bootable slot unless `force`.
+fn refuse_bootable(dev: &Device, vars: &EnvVars, force: bool) -> Result<(), Error> {
+    let bootable = BootState::read(dev.scheme.as_ref(), vars)
+        .is_ok_and(|st| SlotName::ALL.iter().any(|s| st.view.bootable(*s)));
+    if !force && bootable {
+        return Err(Error::Usage(format!(
+            "{} already holds a boot state; pass --force to replace it",
+            dev.env.describe()
+        )));
+    }
+    Ok(())
+}
+
+/// The variables a rewritten `what` (blank or corrupt) env starts from: the board's
+/// default env on U-Boot (`cli` or the config's `defaults`), none elsewhere.
+fn initial_env(dev: &Device, cli: Option<&Path>, what: &str) -> Result<EnvVars, Error> {
+    let BootEnvConfig::Uboot { defaults, .. } = &dev.config.bootenv else {
+        return match cli {
+            Some(_) => Err(Error::Usage(
+                "--defaults is for the U-Boot backend; GRUB, native and GPT envs need only \
+                 bascule's variables"
+                    .into(),
+            )),
+            None => Ok(EnvVars::new()),
+        };
+    };
+    let Some(path) = cli.or(defaults.as_deref()) else {
+        return Err(Error::Refused(format!(
+            "{} is {what}: U-Boot needs the board's default environment (bootcmd, ...) \
+             besides bascule's variables, or it stops at its prompt; pass --defaults FILE \
+             (the board's u-boot-initial-env, name=value lines) or set defaults in [bootenv]",
+            dev.env.describe()
+        )));
+    };
+    let text = std::fs::read(path).map_err(Error::io(format!("read {}", path.display())))?;
+    let vars = parse_initial_env(&text);
+    if !vars.contains_key("bootcmd") {
+        return Err(Error::Refused(format!(
+            "default environment {} sets no bootcmd: U-Boot would stop at its prompt",
+            path.display()
+        )));
+    }
+    Ok(vars)
 }

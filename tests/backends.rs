@@ -131,9 +131,16 @@ fn uboot_redundant_cycle_and_fw_printenv_agrees() {
         .unwrap()
         .set_len(0x8000)
         .unwrap();
+    // A blank env: init-env writes the board's default env with bascule's variables.
+    std::fs::write(
+        dir.path().join("u-boot-initial-env"),
+        "bootcmd=run bascule_boot\nbootdelay=2\n",
+    )
+    .unwrap();
     let config = device(
         dir.path(),
-        "backend = \"uboot\"\npath = \"uboot.env\"\nsize = 0x4000\nredundant_offset = 0x4000",
+        "backend = \"uboot\"\npath = \"uboot.env\"\nsize = 0x4000\nredundant_offset = 0x4000\n\
+         defaults = \"u-boot-initial-env\"",
     );
     update_cycle(dir.path(), &config);
     if !tool::require("fw_printenv", "libubootenv-tool") {
@@ -155,6 +162,7 @@ fn uboot_redundant_cycle_and_fw_printenv_agrees() {
     assert!(text.contains("BOOT_ORDER=B A"), "{text}");
     assert!(text.contains("BOOT_B_LEFT=3"), "{text}");
     assert!(text.contains("BASCULE_B_VERSION=2.0.0"), "{text}");
+    assert!(text.contains("bootcmd=run bascule_boot"), "{text}");
 }
 
 #[test]
@@ -255,4 +263,59 @@ fn gpt_chromeos_cycle_and_cgpt_agrees() {
         "1",
         "B marked successful"
     );
+}
+
+/// A GRUB env value with a Latin-1 byte, set by `grub-editenv`, reads and survives
+/// bascule's commits byte for byte (issue 15, defect 4). Needs `grub-editenv`.
+#[test]
+fn grub_latin1_value_survives_commits_byte_exact() {
+    use std::os::unix::ffi::OsStrExt;
+    const NOTE: &[u8] = b"note=caf\xe9 25\xb0C";
+    let dir = tempfile::tempdir().unwrap();
+    let config = device(dir.path(), "backend = \"grub\"\npath = \"grubenv\"");
+    ok(bascule(&config, &["init-env", "--good", "A"]));
+    let grubenv = dir.path().join("grubenv");
+    let editenv = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("grub-editenv")
+            .arg(&grubenv)
+            .args(args)
+            .output()
+            .expect("grub-editenv (package grub-common) must be installed");
+        assert!(out.status.success(), "grub-editenv {args:?} failed");
+        out.stdout
+    };
+    editenv(&["set".as_ref(), std::ffi::OsStr::from_bytes(NOTE)]);
+    let st = status(&config);
+    assert_eq!(st["env"]["note"]["hex"], "636166e9203235b043", "{st}");
+    assert!(ok(bascule(&config, &["simulate-boot"])).contains("booting slot A"));
+    assert!(!ok(bascule(&config, &["mark-good"])).contains("nothing written"));
+    let listed = editenv(&["list".as_ref()]);
+    assert!(
+        listed.split(|&b| b == b'\n').any(|line| line == NOTE),
+        "{}",
+        String::from_utf8_lossy(&listed)
+    );
+}
+
+/// On GRUB the boot logic is the script, not the env: `init-env` on an erased grubenv
+/// writes bascule's variables without a default env, refuses `--defaults` (a U-Boot
+/// file), and a corrupt grubenv needs `--force` (issue 15, defect 1).
+#[test]
+fn grub_init_env_on_blank_and_corrupt_envs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = device(dir.path(), "backend = \"grub\"\npath = \"grubenv\"");
+    let grubenv = dir.path().join("grubenv");
+    std::fs::write(&grubenv, [0u8; 1024]).unwrap();
+    let out = bascule(&config, &["init-env", "--good", "A", "--defaults", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("U-Boot backend"));
+    ok(bascule(&config, &["init-env", "--good", "A"]));
+    assert_eq!(slot_state(&status(&config), 0), "good");
+
+    std::fs::write(&grubenv, b"# GRUB Environment Block\nORDER=A B").unwrap();
+    let out = bascule(&config, &["init-env", "--good", "A"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    ok(bascule(&config, &["init-env", "--good", "A", "--force"]));
+    assert_eq!(slot_state(&status(&config), 0), "good");
 }

@@ -159,7 +159,7 @@ fn gpt_factory_disk_is_well_formed() {
     let st = BootState::read(backend.scheme(), &vars).unwrap();
     assert_eq!(st.view.order, vec![SlotName::A]);
     assert_eq!(st.slot(SlotName::A).version.as_deref(), Some("1.0.0"));
-    assert_eq!(vars.get("GPT_A_SUCCESSFUL").map(String::as_str), Some("1"));
+    assert_eq!(vars.get_str("GPT_A_SUCCESSFUL"), Some("1"));
 }
 
 /// The rail numbers operations across devices and a cut on one loses the others'
@@ -226,7 +226,7 @@ fn rail_cuts_grub_file_operations() {
         rail.device(SLOT_B).write_at(0, &[9; 8]).unwrap();
         let mut env = env_store(&rail, backend).unwrap();
         let mut vars = env.load().unwrap();
-        vars.insert("X".into(), "new".into());
+        vars.insert("X", "new");
         let committed = env.commit(&vars);
         assert_eq!(committed.is_err(), at < 5, "cut at {at} {tear:?}");
         assert_eq!(rail.is_down(), at < 5, "cut at {at} {tear:?}");

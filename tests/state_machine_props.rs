@@ -381,7 +381,7 @@ impl Device {
 
     /// The slot holds exactly the image of the version the env records; returns it.
     fn check_boot(&self, slot: SlotName, vars: &EnvVars) -> Result<u32, String> {
-        let recorded = vars.get(&format!("BASCULE_{slot}_VERSION"));
+        let recorded = vars.get_str(&format!("BASCULE_{slot}_VERSION"));
         let major = recorded
             .and_then(|v| v.strip_suffix(".0.0"))
             .and_then(|m| m.parse::<u32>().ok())
@@ -528,7 +528,7 @@ fn model_flags_a_bootable_unverified_slot() {
     let mut dev = Device::factory(&RaucUboot);
     let mut vars = dev.load();
     RaucUboot.set_primary(&mut vars, SlotName::B, ATTEMPTS);
-    vars.insert("BASCULE_B_VERSION".into(), version(2));
+    vars.insert("BASCULE_B_VERSION", version(2));
     dev.commit(&vars);
     let err = dev.check_boot_chain().unwrap_err();
     assert!(err.contains("does not hold the image of v2"), "{err}");
@@ -540,7 +540,7 @@ fn model_flags_a_device_that_never_falls_back() {
     let mut dev = Device::factory(&RaucUboot);
     dev.apply(Event::InstallGood { force: false }).unwrap();
     let mut vars = dev.load();
-    vars.insert("BOOT_B_LEFT".into(), "9".into());
+    vars.insert("BOOT_B_LEFT", "9");
     dev.commit(&vars);
     let err = dev.check_boot_chain().unwrap_err();
     assert!(err.starts_with("LIVENESS"), "{err}");

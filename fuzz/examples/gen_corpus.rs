@@ -15,7 +15,7 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
 }
 
 fn vars(pairs: &[(&str, &str)]) -> EnvVars {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs.iter().copied().collect()
 }
 
 fn bundle(dir: &Path, name: &str, images: &[usize], compression: Compression) -> Vec<u8> {

@@ -29,6 +29,10 @@ pub enum HalError {
     /// No copy of an environment could be read (all CRCs or headers bad).
     #[error("{store}: no valid copy of the environment ({detail})")]
     EnvCorrupt { store: String, detail: String },
+    /// Every copy of the environment is erased (each all 0x00 or all 0xff bytes): it
+    /// was never written. U-Boot then runs on its built-in default environment.
+    #[error("{store}: the environment is blank (every copy erased, all 0x00 or 0xff bytes)")]
+    EnvBlank { store: String },
     /// The environment does not exist at all (a file-based store never provisioned).
     #[error("{store}: environment does not exist (not provisioned yet?)")]
     EnvMissing { store: String },

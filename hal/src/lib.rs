@@ -29,6 +29,6 @@ pub mod gpt;
 #[cfg(feature = "std")]
 pub use block::FileBlock;
 pub use block::{AlignedBuf, BlockDevice, CutPlan, FaultyBlock, MemBlock, DIRECT_ALIGN};
-pub use env::{EnvStore, EnvVars, GrubEnv, NativeEnv, UbootEnv};
+pub use env::{EnvBytes, EnvName, EnvStore, EnvValue, EnvVars, GrubEnv, NativeEnv, UbootEnv};
 pub use error::HalError;
 pub use floor::{FileFloor, MemFloor, SecurityFloorStore};

@@ -16,7 +16,7 @@ fn vars(tag: &str, n: usize) -> EnvVars {
     let mut v: EnvVars = (0..n)
         .map(|i| (format!("VAR_{i}"), format!("{tag}-{i}")))
         .collect();
-    v.insert("BOOT_ORDER".into(), format!("{tag} B"));
+    v.insert("BOOT_ORDER", format!("{tag} B"));
     v
 }
 

@@ -49,8 +49,8 @@ fn image_file(bytes: &[u8]) -> tempfile::NamedTempFile {
 }
 
 fn with_bascule(mut v: EnvVars) -> EnvVars {
-    v.insert("BASCULE_PENDING".into(), "B".into());
-    v.insert("BASCULE_B_VERSION".into(), "2.0.0".into());
+    v.insert("BASCULE_PENDING", "B");
+    v.insert("BASCULE_B_VERSION", "2.0.0");
     v
 }
 
@@ -97,8 +97,8 @@ fn bascule_reads_what_cgpt_writes_and_keeps_its_own_vars() {
     let loaded = open(tmp.path()).load().unwrap();
     assert_eq!(loaded["GPT_A_PRIORITY"], "2");
     assert_eq!(loaded["GPT_B_PRIORITY"], "1");
-    expected.insert("GPT_A_PRIORITY".into(), "2".into());
-    expected.insert("GPT_B_PRIORITY".into(), "1".into());
+    expected.insert("GPT_A_PRIORITY", "2");
+    expected.insert("GPT_B_PRIORITY", "1");
     assert_eq!(loaded, expected);
 }
 

@@ -20,8 +20,8 @@ use bascule_hal::{EnvStore, EnvVars, FaultyBlock, MemBlock};
 use gpt_disk::{boot_vars, disk, layout};
 
 fn with_bascule(mut v: EnvVars, tag: &str) -> EnvVars {
-    v.insert("BASCULE_PENDING".into(), tag.into());
-    v.insert("BASCULE_B_VERSION".into(), format!("{tag}-version"));
+    v.insert("BASCULE_PENDING", tag);
+    v.insert("BASCULE_B_VERSION", format!("{tag}-version"));
     v
 }
 

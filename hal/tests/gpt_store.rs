@@ -59,8 +59,8 @@ fn bascule_vars_live_in_the_env_partition_selected_by_bit_48() {
     let mut selectors = Vec::new();
     for i in 0..3 {
         let mut v = boot_vars([1, 0, 1], [2, 3, 0]);
-        v.insert("BASCULE_PENDING".into(), "B".into());
-        v.insert("BASCULE_B_VERSION".into(), format!("2.0.{i}"));
+        v.insert("BASCULE_PENDING", "B");
+        v.insert("BASCULE_B_VERSION", format!("2.0.{i}"));
         env.commit(&v).unwrap();
         assert_eq!(env.load().unwrap(), v);
         let bytes = env.into_inner();
@@ -80,7 +80,7 @@ fn commit_refuses_foreign_missing_and_out_of_range_vars() {
     };
     let with = |k: &str, v: &str| {
         let mut v2 = boot_vars([1, 0, 1], [2, 3, 0]);
-        v2.insert(k.into(), v.into());
+        v2.insert(k, v);
         v2
     };
     assert_eq!(
@@ -126,7 +126,7 @@ fn commit_writes_env_copy_then_backup_then_primary_each_synced() {
     let mut dev = FaultyBlock::new("disk", base);
     let mut env = GptAttrEnv::new(&mut dev, layout(true)).unwrap();
     let mut v = boot_vars([1, 0, 1], [2, 3, 0]);
-    v.insert("BASCULE_PENDING".into(), "B".into());
+    v.insert("BASCULE_PENDING", "B");
     env.commit(&v).unwrap();
     let entries = 128 * 128;
     let env_copy1 = (40 + 64 + 64) * 512 + 4096;
@@ -224,7 +224,7 @@ fn slots_by_index_and_4096_byte_sectors() {
     let mut env = GptAttrEnv::new(MemBlock::from_bytes("disk4k", disk(4096, true)), l).unwrap();
     assert_eq!(env.sector_size(), 4096);
     let mut v = boot_vars([5, 15, 0], [0, 0, 0]);
-    v.insert("BASCULE_A_VERSION".into(), "1.2.3".into());
+    v.insert("BASCULE_A_VERSION", "1.2.3");
     env.commit(&v).unwrap();
     assert_eq!(env.load().unwrap(), v);
     let gpt = gptman_read(env.into_inner().durable(), 4096);
@@ -250,6 +250,6 @@ fn describe_names_disk_slots_and_env_partition() {
 fn too_many_bascule_vars_is_env_too_large() {
     let mut env = open(disk(512, true), true);
     let mut v = boot_vars([1, 0, 1], [2, 3, 0]);
-    v.insert("BASCULE_BIG".into(), "x".repeat(5000));
+    v.insert("BASCULE_BIG", "x".repeat(5000));
     assert!(matches!(env.commit(&v), Err(HalError::EnvTooLarge { .. })));
 }

@@ -85,8 +85,8 @@ fn grub_editenv_writes_bascule_reads() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     editenv(&file, &args);
     let mut expected = one_line_sample();
-    expected.insert("a".into(), "b".into());
-    expected.insert("multi".into(), "line one\nline two\\\n".into());
+    expected.insert("a", "b");
+    expected.insert("multi", "line one\nline two\\\n");
     assert_eq!(GrubEnv::open_dir(dir.path()).load().unwrap(), expected);
     editenv(&file, &["unset", "a"]);
     expected.remove("a");
@@ -101,11 +101,11 @@ fn newlines_and_backslashes_roundtrip_through_grub_editenv() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("grubenv");
     let mut v = one_line_sample();
-    v.insert("nl".into(), "\nx\\\ny\n\n".into());
+    v.insert("nl", "\nx\\\ny\n\n");
     GrubEnv::open_dir(dir.path()).commit(&v).unwrap();
     // grub-editenv parses our block, edits it in place and writes it back.
     editenv(&file, &["set", "extra=1"]);
-    v.insert("extra".into(), "1".into());
+    v.insert("extra", "1");
     assert_eq!(GrubEnv::open_dir(dir.path()).load().unwrap(), v);
 }
 

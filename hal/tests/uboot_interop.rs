@@ -4,7 +4,6 @@
 #[path = "tool/mod.rs"]
 mod tool;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,10 +13,7 @@ use bascule_hal::{BlockDevice, EnvStore, EnvVars, FileBlock};
 const SIZE: usize = 0x1000;
 
 fn vars(pairs: &[(&str, &str)]) -> EnvVars {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().copied().collect()
 }
 
 fn sample() -> EnvVars {
@@ -89,7 +85,7 @@ impl Fixture {
             "fw_printenv: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        parse_printenv(&String::from_utf8(out.stdout).unwrap())
+        parse_printenv(&out.stdout)
     }
 
     fn setenv(&self, args: &[&str]) {
@@ -122,12 +118,15 @@ impl Fixture {
     }
 }
 
-/// Parses `name=value` lines; debug builds of libubootenv also print "Environment OK".
-fn parse_printenv(text: &str) -> EnvVars {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect::<BTreeMap<_, _>>()
+/// Parses `name=value` lines, as bytes; debug builds of libubootenv also print
+/// "Environment OK".
+fn parse_printenv(out: &[u8]) -> EnvVars {
+    out.split(|&b| b == b'\n')
+        .filter_map(|l| {
+            let eq = l.iter().position(|&b| b == b'=')?;
+            Some((&l[..eq], &l[eq + 1..]))
+        })
+        .collect()
 }
 
 fn mkenvimage(args: &[&str], input: &str, dir: &Path) -> Vec<u8> {
@@ -160,7 +159,7 @@ fn bascule_writes_fw_printenv_reads_single_and_redundant() {
         env.commit(&sample()).unwrap();
         assert_eq!(fx.printenv(), sample(), "{layout:?}");
         let mut next = sample();
-        next.insert("BOOT_ORDER".into(), "B A".into());
+        next.insert("BOOT_ORDER", "B A");
         env.commit(&next).unwrap();
         assert_eq!(fx.printenv(), next, "{layout:?} second commit");
     }
@@ -181,7 +180,7 @@ fn fw_setenv_writes_bascule_reads_single_and_redundant() {
             fx.setenv(&[&format!("var{i}"), &value]);
             expected.insert(format!("var{i}"), value);
             fx.setenv(&["BOOT_A_LEFT", &format!("{}", 2 - i.min(2))]);
-            expected.insert("BOOT_A_LEFT".into(), format!("{}", 2 - i.min(2)));
+            expected.insert("BOOT_A_LEFT", format!("{}", 2 - i.min(2)));
             assert_eq!(
                 fx.env().load().unwrap(),
                 expected,
@@ -200,7 +199,7 @@ fn fw_setenv_writes_bascule_reads_single_and_redundant() {
         expected.remove("empty");
         assert_eq!(fx.env().load().unwrap(), expected);
         // And bascule's commit on top of fw_setenv's is what fw_printenv sees.
-        expected.insert("BOOT_ORDER".into(), "B".into());
+        expected.insert("BOOT_ORDER", "B");
         fx.env().commit(&expected).unwrap();
         assert_eq!(
             fx.printenv(),

@@ -131,7 +131,7 @@ impl Walker {
         let image = image(0);
         let mut vars = factory_state(&RaucUboot, &EnvVars::new(), good, Some(&image), attempts);
         // What init-env will write: the configured attempts, for the script to read.
-        vars.insert("BASCULE_ATTEMPTS".into(), attempts.to_string());
+        vars.insert("BASCULE_ATTEMPTS", attempts.to_string());
         Walker {
             vars,
             booted: good,
@@ -466,9 +466,9 @@ mod tests {
             })
         };
         assert!(has(&|v| v.contains_key("BASCULE_PENDING")));
-        assert!(has(&|v| v.get("BOOT_A_LEFT").map(String::as_str)
-            == Some("0")
-            && v.get("BOOT_B_LEFT").map(String::as_str) == Some("0")));
+        assert!(has(
+            &|v| v.get_str("BOOT_A_LEFT") == Some("0") && v.get_str("BOOT_B_LEFT") == Some("0")
+        ));
     }
 
     #[test]

@@ -444,9 +444,9 @@ fn mkimage_script(
 /// U-Boot's stored env: no autoboot delay, and a `bootcmd` that runs the driver.
 fn write_flash(path: &Path) -> Result<(), UbootError> {
     let mut vars = EnvVars::new();
-    vars.insert("bootdelay".into(), "0".into());
+    vars.insert("bootdelay", "0");
     vars.insert(
-        "bootcmd".into(),
+        "bootcmd",
         format!(
             "virtio scan; virtio read {DRIVER_ADDR:#x} {DRIVER_LBA:#x} {DRIVER_SECTORS:#x}; \
              source {DRIVER_ADDR:#x}; echo bh-driver-failed; poweroff"

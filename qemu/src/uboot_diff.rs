@@ -18,6 +18,7 @@ use std::fmt;
 use bascule::slot::{BootDecision, BootScheme, RaucUboot};
 use bascule_hal::env::codec::DecodeError;
 use bascule_hal::env::uboot::UbootCodec;
+use bascule_hal::env::{EnvName, EnvValue};
 use bascule_hal::EnvVars;
 
 use crate::corpus::UbootCase;
@@ -90,8 +91,6 @@ pub const SCRATCH_VARS: &[&str] = &[
 
 /// A case is booted again after a no-slot reset, up to this many boots in all.
 pub const MAX_BOOTS_PER_CASE: usize = 2;
-
-/// bascule's default attempts, used when the env carries no `BASCULE_ATTEMPTS`.
 
 /// What the model predicts for one boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,14 +233,14 @@ fn same_decision(model: BootDecision, real: UbootDecision) -> bool {
 }
 
 fn without_scratch(mut vars: EnvVars) -> EnvVars {
-    vars.retain(|name, _| !SCRATCH_VARS.contains(&name.as_str()));
+    vars.retain(|name, _| !SCRATCH_VARS.iter().any(|s| name == *s));
     vars
 }
 
 /// `NAME: U-Boot "x", model "y"` for every variable whose value differs.
 fn var_differences(uboot: &EnvVars, model: &EnvVars) -> Vec<String> {
-    let names: BTreeSet<&String> = uboot.keys().chain(model.keys()).collect();
-    let show = |v: Option<&String>| v.map_or("missing".to_string(), |v| format!("{v:?}"));
+    let names: BTreeSet<&EnvName> = uboot.keys().chain(model.keys()).collect();
+    let show = |v: Option<&EnvValue>| v.map_or("missing".to_string(), |v| format!("{v:?}"));
     names
         .into_iter()
         .filter(|n| uboot.get(*n) != model.get(*n))
@@ -371,10 +370,15 @@ mod tests {
     #[test]
     fn a_bad_crc_is_predicted_from_an_empty_env() {
         let prediction = predict(&vec![0xff; ENV_SIZE]);
-        let Prediction::Decided { saved, .. } = prediction else {
+        let Prediction::Decided { saved, decision } = prediction else {
             panic!("an erased env is U-Boot's default env, not unreadable");
         };
-        assert!(!saved.contains_key("BOOT_ORDER"));
+        // The script then fills in the order and the counters, and boots A.
+        assert_eq!(saved.get_str("BOOT_ORDER"), Some("A B"));
+        assert_eq!(
+            decision,
+            BootDecision::Boot(bascule_partitions::SlotName::A)
+        );
     }
 
     #[test]

@@ -73,9 +73,14 @@ pub enum Command {
         /// The version installed in that slot, if known.
         #[arg(long)]
         version: Option<String>,
-        /// Replace a boot state that is already readable.
+        /// Replace a boot state that is already readable, or rewrite a corrupt env.
         #[arg(long)]
         force: bool,
+        /// The board's default U-Boot env (u-boot-initial-env: name=value lines),
+        /// written besides bascule's variables into a blank or forced corrupt env;
+        /// overrides the config's `bootenv.defaults`.
+        #[arg(long, value_name = "FILE")]
+        defaults: Option<PathBuf>,
     },
     /// Run the full A/B cycle on a device made of local disk-image files.
     Demo {
@@ -178,13 +183,14 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             good,
             version,
             force,
+            defaults,
         } => {
-            ops::init_env(
-                &mut open_device(&cli.config)?,
-                good,
-                version.as_deref(),
+            let opts = ops::InitEnv {
+                version: version.as_deref(),
                 force,
-            )?;
+                defaults: defaults.as_deref(),
+            };
+            ops::init_env(&mut open_device(&cli.config)?, good, &opts)?;
             println!(
                 "boot environment initialised: slot {good} good, slot {} bad",
                 good.other()

@@ -337,8 +337,8 @@ mod tests {
         };
         let mut pending_a = base.clone();
         RaucUboot.set_primary(&mut pending_a, SlotName::A, 3);
-        pending_a.insert("BASCULE_PENDING".into(), "A".into());
-        pending_a.insert("BASCULE_A_VERSION".into(), image.version.clone());
+        pending_a.insert("BASCULE_PENDING", "A");
+        pending_a.insert("BASCULE_A_VERSION", image.version.clone());
         let m = manifest("2.1.0", 1, 4096);
         assert_eq!(
             plan(&m, &pending_a, |_| {}),

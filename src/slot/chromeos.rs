@@ -55,6 +55,7 @@ fn read_field(vars: &EnvVars, slot: SlotName, field: &str, max: u8) -> Result<u8
     let name = var(slot, field);
     let value = vars
         .get(&name)
+        .map(ToString::to_string)
         .ok_or_else(|| SchemeError::Missing { var: name.clone() })?;
     let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     match value.parse::<u8>() {
@@ -250,11 +251,11 @@ mod tests {
             })
         );
         let mut v = env([1, 0, 1], [2, 3, 0]);
-        v.insert("GPT_A_PRIORITY".into(), "16".into());
+        v.insert("GPT_A_PRIORITY", "16");
         let err = ChromeosGpt.read(&v).unwrap_err();
         assert!(err.to_string().contains("GPT_A_PRIORITY"), "{err}");
-        v.insert("GPT_A_PRIORITY".into(), "1".into());
-        v.insert("GPT_A_SUCCESSFUL".into(), "2".into());
+        v.insert("GPT_A_PRIORITY", "1");
+        v.insert("GPT_A_SUCCESSFUL", "2");
         assert!(matches!(
             ChromeosGpt.read(&v),
             Err(SchemeError::BadValue { .. })

@@ -91,24 +91,33 @@ pub const SCRIPT_DEFAULT_ATTEMPTS: &str = "3";
 
 /// A variable's value, or `None` when it is missing or empty (U-Boot's `env import`
 /// deletes a variable with an empty value, and both scripts test `-n`/`-z`).
-fn non_empty<'a>(vars: &'a EnvVars, var: &str) -> Option<&'a str> {
-    vars.get(var).map(String::as_str).filter(|v| !v.is_empty())
+fn non_empty<'a>(vars: &'a EnvVars, var: &str) -> Option<&'a [u8]> {
+    vars.get(var)
+        .map(|v| v.as_bytes())
+        .filter(|v| !v.is_empty())
 }
 
 /// A word of an order as the scripts compare it: exactly `A` or `B` (case matters).
-fn slot_word(word: &str) -> Option<SlotName> {
+fn slot_word(word: &[u8]) -> Option<SlotName> {
     match word {
-        "A" => Some(SlotName::A),
-        "B" => Some(SlotName::B),
+        b"A" => Some(SlotName::A),
+        b"B" => Some(SlotName::B),
         _ => None,
     }
 }
 
+/// The words of a value as the scripts split it: on blanks, empty words dropped.
+fn words(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+}
+
 /// The slots named in an order value, as the scripts read it: words split on
 /// whitespace, words other than `A` and `B` skipped, a repeated slot counted once.
-fn slots_in_order(value: &str) -> Vec<SlotName> {
+fn slots_in_order(value: &[u8]) -> Vec<SlotName> {
     let mut order = Vec::new();
-    for slot in value.split_whitespace().filter_map(slot_word) {
+    for slot in words(value).filter_map(slot_word) {
         if !order.contains(&slot) {
             order.push(slot);
         }
@@ -117,13 +126,15 @@ fn slots_in_order(value: &str) -> Vec<SlotName> {
 }
 
 /// The order variable as the scripts use it: missing or empty means [`DEFAULT_ORDER`].
-fn effective_order(vars: &EnvVars, var: &str) -> String {
-    non_empty(vars, var).unwrap_or(DEFAULT_ORDER).to_string()
+fn effective_order(vars: &EnvVars, var: &str) -> Vec<u8> {
+    non_empty(vars, var)
+        .unwrap_or(DEFAULT_ORDER.as_bytes())
+        .to_vec()
 }
 
 fn write_order(var: &str, vars: &mut EnvVars, order: &[SlotName]) {
     let words: Vec<&str> = order.iter().map(|s| s.as_str()).collect();
-    vars.insert(var.into(), words.join(" "));
+    vars.insert(var, words.join(" "));
 }
 
 fn move_to_front(order: &mut Vec<SlotName>, slot: SlotName) {
@@ -134,8 +145,9 @@ fn move_to_front(order: &mut Vec<SlotName>, slot: SlotName) {
 /// U-Boot's `simple_strtol(s, NULL, 0)`, which `test A -gt B` applies to both sides:
 /// an optional `-`, then `0x` for hex, a leading `0` for octal, decimal otherwise;
 /// digits are read up to the first one that does not fit the base; no digit is 0.
-pub fn uboot_strtol(s: &str) -> i64 {
-    let (negative, rest) = match s.strip_prefix('-') {
+pub fn uboot_strtol(s: impl AsRef<[u8]>) -> i64 {
+    let s = s.as_ref();
+    let (negative, rest) = match s.strip_prefix(b"-") {
         Some(rest) => (true, rest),
         None => (false, s),
     };
@@ -149,8 +161,7 @@ pub fn uboot_strtol(s: &str) -> i64 {
 
 /// U-Boot's `simple_strtoul(s, NULL, base)` (lib/strto.c): a `0x` prefix selects hex
 /// (and is skipped for base 16), a leading `0` selects octal when no base is given.
-fn uboot_strtoul(s: &str, base: u32) -> u64 {
-    let bytes = s.as_bytes();
+fn uboot_strtoul(bytes: &[u8], base: u32) -> u64 {
     let (mut base, mut digits) = (base, bytes);
     if bytes.first() == Some(&b'0') {
         if bytes.get(1).is_some_and(|b| b.eq_ignore_ascii_case(&b'x')) {
@@ -179,8 +190,8 @@ fn uboot_strtoul(s: &str, base: u32) -> u64 {
 
 /// What `setexpr X ${X} - 1` leaves in `X`: the value read as hex (`hextoul`), one
 /// subtracted, printed as lower-case hex without prefix (`env_set_hex`).
-pub fn uboot_setexpr_decrement(value: &str) -> String {
-    format!("{:x}", uboot_strtoul(value, 16).wrapping_sub(1))
+pub fn uboot_setexpr_decrement(value: impl AsRef<[u8]>) -> String {
+    format!("{:x}", uboot_strtoul(value.as_ref(), 16).wrapping_sub(1))
 }
 
 /// RAUC's U-Boot scheme: `BOOT_ORDER="A B"`, `BOOT_A_LEFT=3`, `BOOT_B_LEFT=3`.
@@ -209,16 +220,16 @@ impl RaucUboot {
     }
 
     /// The value the script gives a missing counter and resets counters to.
-    fn script_attempts(vars: &EnvVars) -> String {
+    fn script_attempts(vars: &EnvVars) -> Vec<u8> {
         non_empty(vars, ATTEMPTS_VAR)
-            .unwrap_or(SCRIPT_DEFAULT_ATTEMPTS)
-            .to_string()
+            .unwrap_or(SCRIPT_DEFAULT_ATTEMPTS.as_bytes())
+            .to_vec()
     }
 
     /// The script's first lines: fill in a missing order and missing counters.
     fn fill_defaults(vars: &mut EnvVars) {
         let order = effective_order(vars, "BOOT_ORDER");
-        vars.insert("BOOT_ORDER".into(), order);
+        vars.insert("BOOT_ORDER", order);
         let attempts = Self::script_attempts(vars);
         for slot in SlotName::ALL {
             if non_empty(vars, &Self::left_var(slot)).is_none() {
@@ -231,11 +242,11 @@ impl RaucUboot {
     /// A counter of blanks expands to no word at all: `test -gt 0` is then true and
     /// `setexpr` fails, so such a slot boots every time (bascule never writes one).
     fn tries_left(vars: &EnvVars, slot: SlotName) -> u8 {
-        let value = non_empty(vars, &Self::left_var(slot)).unwrap_or("0");
-        if value.trim().is_empty() {
+        let value = non_empty(vars, &Self::left_var(slot)).unwrap_or(b"0");
+        let Some(word) = words(value).next() else {
             return u8::MAX;
-        }
-        u8::try_from(uboot_strtol(value.trim()).max(0)).unwrap_or(u8::MAX)
+        };
+        u8::try_from(uboot_strtol(word).max(0)).unwrap_or(u8::MAX)
     }
 
     fn order_written(vars: &EnvVars) -> Vec<SlotName> {
@@ -262,11 +273,11 @@ impl BootScheme for RaucUboot {
         let mut order = Self::order_written(vars);
         order.retain(|s| *s != slot);
         if order.is_empty() {
-            vars.insert("BOOT_ORDER".into(), NO_SLOT_ORDER.into());
+            vars.insert("BOOT_ORDER", NO_SLOT_ORDER);
         } else {
             write_order("BOOT_ORDER", vars, &order);
         }
-        vars.insert(Self::left_var(slot), "0".into());
+        vars.insert(Self::left_var(slot), "0");
     }
 
     fn set_primary(&self, vars: &mut EnvVars, slot: SlotName, attempts: u8) {
@@ -274,11 +285,11 @@ impl BootScheme for RaucUboot {
         move_to_front(&mut order, slot);
         write_order("BOOT_ORDER", vars, &order);
         vars.insert(Self::left_var(slot), attempts.to_string());
-        vars.insert(ATTEMPTS_VAR.into(), attempts.to_string());
+        vars.insert(ATTEMPTS_VAR, attempts.to_string());
         // bootmeth_rauc refuses to boot when a slot in BOOT_ORDER lacks _LEFT.
         let other = Self::left_var(slot.other());
         if non_empty(vars, &other).is_none() {
-            vars.insert(other, "0".into());
+            vars.insert(other, "0");
         }
     }
 
@@ -288,12 +299,14 @@ impl BootScheme for RaucUboot {
 
     fn boot(&self, vars: &mut EnvVars) -> BootDecision {
         Self::fill_defaults(vars);
-        let order = vars.get("BOOT_ORDER").cloned().unwrap_or_default();
-        for slot in order.split_whitespace().filter_map(slot_word) {
+        let order = effective_order(vars, "BOOT_ORDER");
+        for slot in words(&order).filter_map(slot_word) {
             if Self::tries_left(vars, slot) > 0 {
                 let var = Self::left_var(slot);
-                if !vars[&var].trim().is_empty() {
-                    let next = uboot_setexpr_decrement(&vars[&var]);
+                let next = words(vars[&var].as_bytes())
+                    .next()
+                    .map(uboot_setexpr_decrement);
+                if let Some(next) = next {
                     vars.insert(var, next);
                 }
                 return BootDecision::Boot(slot);
@@ -321,8 +334,8 @@ impl RaucGrub {
     /// The flag as the script's `[ "$x" = "v" ]` sees it (missing = "0").
     fn flag_is(vars: &EnvVars, slot: SlotName, suffix: &str, expected: &str) -> bool {
         vars.get(&format!("{slot}_{suffix}"))
-            .map_or("0", String::as_str)
-            == expected
+            .map_or(&b"0"[..], |v| v.as_bytes())
+            == expected.as_bytes()
     }
 
     fn may_boot(vars: &EnvVars, slot: SlotName) -> bool {
@@ -330,8 +343,8 @@ impl RaucGrub {
     }
 
     fn set_flags(vars: &mut EnvVars, slot: SlotName, ok: bool, tried: bool) {
-        vars.insert(format!("{slot}_OK"), if ok { "1" } else { "0" }.into());
-        vars.insert(format!("{slot}_TRY"), if tried { "1" } else { "0" }.into());
+        vars.insert(format!("{slot}_OK"), if ok { "1" } else { "0" });
+        vars.insert(format!("{slot}_TRY"), if tried { "1" } else { "0" });
     }
 
     fn order_written(vars: &EnvVars) -> Vec<SlotName> {
@@ -373,13 +386,13 @@ impl BootScheme for RaucGrub {
     fn boot(&self, vars: &mut EnvVars) -> BootDecision {
         for slot in Self::order_written(vars) {
             if Self::may_boot(vars, slot) {
-                vars.insert(format!("{slot}_TRY"), "1".into());
+                vars.insert(format!("{slot}_TRY"), "1");
                 return BootDecision::Boot(slot);
             }
         }
         // No slot left: the script resets every TRY, saves, and reboots.
         for slot in SlotName::ALL {
-            vars.insert(format!("{slot}_TRY"), "0".into());
+            vars.insert(format!("{slot}_TRY"), "0");
         }
         BootDecision::NoSlotResetCounters
     }
@@ -482,6 +495,15 @@ mod tests {
     }
 
     #[test]
+    fn uboot_reads_order_words_and_counters_as_bytes() {
+        // A vendor byte in BOOT_ORDER: U-Boot skips the word it does not know.
+        let mut env = vars(&[("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3")]);
+        env.insert("BOOT_ORDER", &b"B\xe9 A"[..]);
+        assert_eq!(RaucUboot.boot(&mut env), BootDecision::Boot(SlotName::A));
+        assert_eq!(env.get("BOOT_ORDER").unwrap().as_bytes(), b"B\xe9 A");
+    }
+
+    #[test]
     fn uboot_bad_never_writes_an_empty_order() {
         // An empty order means "A B" to the script: it would revive both slots.
         let mut env = vars(&[("BOOT_ORDER", "A"), ("BOOT_A_LEFT", "3")]);
@@ -551,8 +573,8 @@ mod tests {
             BootDecision::NoSlotResetCounters
         );
         assert_eq!(
-            (reset["BOOT_A_LEFT"].as_str(), reset["BOOT_B_LEFT"].as_str()),
-            ("5", "5")
+            (reset.get_str("BOOT_A_LEFT"), reset.get_str("BOOT_B_LEFT")),
+            (Some("5"), Some("5"))
         );
     }
 
@@ -561,7 +583,7 @@ mod tests {
         for order in [None, Some("")] {
             let mut env = vars(&[("A_OK", "1"), ("B_OK", "1")]);
             if let Some(order) = order {
-                env.insert("ORDER".into(), order.into());
+                env.insert("ORDER", order);
             }
             assert_eq!(RaucGrub.boot(&mut env), BootDecision::Boot(SlotName::A));
         }

@@ -23,7 +23,8 @@ const PENDING_VAR: &str = "BASCULE_PENDING";
 /// The slots on trial that `BASCULE_PENDING` names.
 fn pending_slots(vars: &EnvVars) -> Vec<SlotName> {
     vars.get(PENDING_VAR).map_or_else(Vec::new, |v| {
-        v.split_whitespace()
+        v.to_string()
+            .split_whitespace()
             .filter_map(|w| w.parse::<SlotName>().ok())
             .collect()
     })
@@ -41,7 +42,7 @@ fn set_on_trial(vars: &mut EnvVars, slot: SlotName, on_trial: bool) {
         vars.remove(PENDING_VAR);
     } else {
         let words: Vec<&str> = slots.iter().map(|s| s.as_str()).collect();
-        vars.insert(PENDING_VAR.into(), words.join(" "));
+        vars.insert(PENDING_VAR, words.join(" "));
     }
 }
 
@@ -162,8 +163,8 @@ impl BootState {
             slot,
             state: slot_state(&view, pending.contains(&slot), slot, booted == Some(slot)),
             primary: view.order.iter().find(|s| view.bootable(**s)) == Some(&slot),
-            version: vars.get(&version_var(slot)).cloned(),
-            security_version: vars.get(&secver_var(slot)).and_then(|v| v.parse().ok()),
+            version: vars.get(&version_var(slot)).map(ToString::to_string),
+            security_version: vars.get_str(&secver_var(slot)).and_then(|v| v.parse().ok()),
         };
         let slots = [info(SlotName::A), info(SlotName::B)];
         Ok(BootState {
@@ -575,8 +576,8 @@ mod tests {
         let schemes: [&dyn BootScheme; 2] = [&RaucUboot, &RaucGrub];
         for s in schemes {
             let mut vars = EnvVars::new();
-            vars.insert("bootdelay".into(), "2".into());
-            vars.insert("BASCULE_PENDING".into(), "A".into());
+            vars.insert("bootdelay", "2");
+            vars.insert("BASCULE_PENDING", "A");
             let env = factory_state(s, &vars, SlotName::A, Some(&v1), 3);
             let st = BootState::read(s, &env).unwrap();
             assert_eq!(st.slot(SlotName::A).state, SlotState::Good, "{}", s.name());

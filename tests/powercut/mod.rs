@@ -184,7 +184,7 @@ impl EnvBackend {
         order.contains(&slot)
             && match self {
                 EnvBackend::Uboot | EnvBackend::Native | EnvBackend::Gpt => true,
-                EnvBackend::Grub => vars.get(&format!("{slot}_OK")).map(|v| v.trim()) == Some("1"),
+                EnvBackend::Grub => vars.get_str(&format!("{slot}_OK")).map(str::trim) == Some("1"),
             }
     }
 

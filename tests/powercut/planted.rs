@@ -56,8 +56,8 @@ pub fn unsafe_update(rail: &PowerRail, backend: EnvBackend) -> Result<(), String
     backend
         .scheme()
         .set_primary(&mut next, SlotName::A, ATTEMPTS);
-    next.insert("BASCULE_PENDING".into(), "A".into());
-    next.insert("BASCULE_A_VERSION".into(), image.version);
+    next.insert("BASCULE_PENDING", "A");
+    next.insert("BASCULE_A_VERSION", image.version);
     env.commit(&next).map_err(|e| e.to_string())
 }
 
@@ -88,6 +88,6 @@ impl EnvStore for RenameBeforeFsync {
 pub fn commit_renaming_before_fsync(rail: &PowerRail, _backend: EnvBackend) -> Result<(), String> {
     let mut env = RenameBeforeFsync(rail.files(ENV));
     let mut vars = env.load().map_err(|e| e.to_string())?;
-    vars.insert("X".into(), "1".into());
+    vars.insert("X", "1");
     env.commit(&vars).map_err(|e| e.to_string())
 }

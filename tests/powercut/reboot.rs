@@ -48,7 +48,7 @@ fn check_booted(
     vars: &bascule_hal::EnvVars,
     durable: &[Image],
 ) -> Result<String, String> {
-    let version = vars.get(&version_var(slot)).ok_or_else(|| {
+    let version = vars.get_str(&version_var(slot)).ok_or_else(|| {
         format!("bootloader boots slot {slot} but the env records no version for it")
     })?;
     let release = fixture().release(version).ok_or_else(|| {
@@ -86,7 +86,7 @@ pub fn check_reboot(
             "previously confirmed slot {cslot} no longer holds v{cversion}"
         ));
     }
-    if vars.get(&version_var(cslot)).map(String::as_str) != Some(cversion) {
+    if vars.get_str(&version_var(cslot)) != Some(cversion) {
         return Err(format!(
             "env no longer says slot {cslot} holds v{cversion}: {:?}",
             vars.get(&version_var(cslot))
@@ -144,9 +144,7 @@ pub fn check_reboot(
     // from every slot (GRUB sets `TRY=1` on a confirmed slot too), so there the
     // previously confirmed slot must boot within the chain.
     let settled_on_successful = backend == EnvBackend::Gpt
-        && last_boot.is_some_and(|s| {
-            vars.get(&format!("GPT_{s}_SUCCESSFUL")).map(String::as_str) == Some("1")
-        });
+        && last_boot.is_some_and(|s| vars.get_str(&format!("GPT_{s}_SUCCESSFUL")) == Some("1"));
     if !confirmed_boots && !settled_on_successful {
         return Err(format!(
             "previously confirmed slot {cslot} (v{cversion}) never boots when nothing is confirmed"

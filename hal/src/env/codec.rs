@@ -21,9 +21,6 @@ pub enum DecodeError {
     /// A variable runs to the end of the data area without its terminator.
     #[error("variable at byte {offset} is not terminated")]
     Unterminated { offset: usize },
-    /// A variable name or value is not UTF-8.
-    #[error("variable at byte {offset} is not valid UTF-8")]
-    NotUtf8 { offset: usize },
     /// The block does not start with its signature or magic number.
     #[error("bad signature at byte 0, expected {expected}")]
     BadSignature { expected: &'static str },
@@ -90,6 +87,12 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     CRC.checksum(bytes)
 }
 
+/// Whether `bytes` are erased storage: all 0x00 or all 0xff (flash after an erase,
+/// a zeroed image). An empty slice counts as erased.
+pub fn is_erased(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0) || bytes.iter().all(|&b| b == 0xff)
+}
+
 /// Reads a little-endian u32 at `at`; `None` when the slice is too short.
 pub(crate) fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at.checked_add(4)?)?;
@@ -103,6 +106,12 @@ mod tests {
     #[test]
     fn crc32_is_zlibs() {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn erased_means_one_fill_byte() {
+        assert!(is_erased(&[0; 8]) && is_erased(&[0xff; 8]) && is_erased(&[]));
+        assert!(!is_erased(&[0, 0xff]) && !is_erased(&[0xff, 0xff, 1]));
     }
 
     #[test]

@@ -13,7 +13,14 @@
 //! In values, `\` and newline are escaped by a preceding `\` (a newline is stored as
 //! `\` followed by a real newline); any other byte after `\` stands for itself. A line
 //! starting with `#` is a comment. Names may not contain `=`, newline or `\`, nor start
-//! with `#`; no NUL anywhere. There is no checksum: a torn block cannot be detected.
+//! with `#`; no NUL anywhere. Names and values are bytes, as in `grub-editenv`: no
+//! encoding is required, and every byte is written back as it was read. There is no
+//! checksum: a torn block cannot be detected.
+//!
+//! # Missing, blank, corrupt
+//! `load` says [`HalError::EnvMissing`] when the file does not exist,
+//! [`HalError::EnvBlank`] when it is empty or all 0x00 or all 0xff bytes, and
+//! [`HalError::EnvCorrupt`] for anything else that does not decode.
 //!
 //! # Commit guarantee and its limit
 //! [`GrubEnv::commit`] writes the whole block to `grubenv.new`, fsyncs it, renames it
@@ -27,9 +34,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::codec::{DecodeError, EncodeError};
+use super::codec::{is_erased, DecodeError, EncodeError};
 use super::files::EnvFiles;
-use super::{EnvStore, EnvVars};
+use super::{EnvName, EnvStore, EnvValue, EnvVars};
 use crate::HalError;
 
 /// First bytes of every GRUB environment block.
@@ -125,21 +132,21 @@ impl GrubCodec {
     }
 }
 
-/// Refuses what the block cannot store or GRUB would misread.
-fn check_var(name: &str, value: &str) -> Result<(), EncodeError> {
+/// Refuses what the block cannot store or GRUB would misread; any other byte is kept.
+fn check_var(name: &EnvName, value: &EnvValue) -> Result<(), EncodeError> {
     let reason = if name.is_empty() {
         "empty name"
-    } else if name.contains(['=', '\n', '\\']) {
+    } else if [b'=', b'\n', b'\\'].iter().any(|&b| name.contains(b)) {
         "'=', newline or backslash in the name"
-    } else if name.starts_with('#') {
+    } else if name.starts_with("#") {
         "name starts with '#' (a comment in grubenv)"
-    } else if name.contains('\0') || value.contains('\0') {
+    } else if name.contains(0) || value.contains(0) {
         "NUL byte in the name or value"
     } else {
         return Ok(());
     };
     Err(EncodeError::InvalidVar {
-        name: String::from(name),
+        name: format!("{name}"),
         reason,
     })
 }
@@ -158,7 +165,7 @@ fn next_line(bytes: &[u8], mut pos: usize) -> usize {
 
 /// Parses `name=value\n` at `pos`; returns the name, the unescaped value and the index
 /// of the next line.
-fn parse_line(bytes: &[u8], pos: usize) -> Result<(String, String, usize), DecodeError> {
+fn parse_line(bytes: &[u8], pos: usize) -> Result<(EnvName, EnvValue, usize), DecodeError> {
     let unterminated = DecodeError::Unterminated { offset: pos };
     let eq = bytes[pos..]
         .iter()
@@ -181,10 +188,7 @@ fn parse_line(bytes: &[u8], pos: usize) -> Result<(String, String, usize), Decod
             }
         }
     }
-    let not_utf8 = DecodeError::NotUtf8 { offset: pos };
-    let name = String::from(core::str::from_utf8(name).map_err(|_| not_utf8.clone())?);
-    let value = String::from_utf8(value).map_err(|_| not_utf8)?;
-    Ok((name, value, i + 1))
+    Ok((EnvName::from(name), EnvValue::from(value), i + 1))
 }
 
 /// A GRUB environment file in a directory, replaced atomically on commit.
@@ -237,6 +241,11 @@ impl<F: EnvFiles> EnvStore for GrubEnv<F> {
                 store: self.store_name(),
             });
         };
+        if is_erased(&bytes) {
+            return Err(HalError::EnvBlank {
+                store: self.store_name(),
+            });
+        }
         GrubCodec::decode(&bytes).map_err(|e| HalError::EnvCorrupt {
             store: self.store_name(),
             detail: format!("the only copy ({} bytes): {e}", bytes.len()),
@@ -347,6 +356,16 @@ mod tests {
         assert_eq!(env.load().unwrap(), vars(&[("ORDER", "A B")]));
         let files = env.into_inner();
         assert_eq!(files.names(), alloc::vec![String::from("grubenv")]);
+    }
+
+    #[test]
+    fn empty_or_erased_file_is_blank() {
+        for bytes in [&[][..], &[0u8; 1024], &[0xffu8; 1024]] {
+            let mut files = MemFiles::new();
+            files.insert("grubenv", bytes);
+            let err = GrubEnv::new(files).load().unwrap_err();
+            assert!(matches!(err, HalError::EnvBlank { .. }), "{err}");
+        }
     }
 
     #[test]

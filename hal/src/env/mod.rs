@@ -8,8 +8,8 @@
 //!
 //! Backends: [`uboot`] (U-Boot env on a block device), [`grub`] (a grubenv file
 //! behind [`EnvFiles`]) and [`native`] (bascule's own two-copy format). Each has a pure codec over
-//! `&[u8]` that builds without `std`; [`codec`] holds their shared errors.
-use alloc::collections::BTreeMap;
+//! `&[u8]` that builds without `std`; [`codec`] holds their shared errors. Names and
+//! values are bytes ([`vars`]), as in U-Boot and GRUB.
 use alloc::string::String;
 
 use crate::HalError;
@@ -19,6 +19,7 @@ pub mod files;
 pub mod grub;
 pub mod native;
 pub mod uboot;
+pub mod vars;
 
 pub use codec::{DecodeError, EncodeError};
 #[cfg(feature = "std")]
@@ -27,9 +28,7 @@ pub use files::{replace_file, EnvFiles, MemFiles};
 pub use grub::{GrubCodec, GrubEnv};
 pub use native::{NativeCodec, NativeEnv, NativeLayout};
 pub use uboot::{UbootCodec, UbootEnv, UbootLayout};
-
-/// The variables of an environment, sorted by name.
-pub type EnvVars = BTreeMap<String, String>;
+pub use vars::{EnvBytes, EnvName, EnvValue, EnvVars};
 
 /// A bootloader environment store.
 pub trait EnvStore {
@@ -44,8 +43,5 @@ pub trait EnvStore {
 /// Builds variables from pairs (unit tests of the stores).
 #[cfg(test)]
 pub(crate) fn test_vars(pairs: &[(&str, &str)]) -> EnvVars {
-    pairs
-        .iter()
-        .map(|(k, v)| (String::from(*k), String::from(*v)))
-        .collect()
+    pairs.iter().copied().collect()
 }

@@ -10,7 +10,9 @@
 //!      6     2  required features (0; a reader refuses bits it does not know)
 //!      8     8  generation: +1 on every commit
 //!     16     4  payload length N (at most size - 24)
-//!     20     N  payload: postcard encoding of the variables, a map name -> value
+//!     20     N  payload: postcard encoding of the variables, a map of byte strings
+//!               name -> value (postcard writes a byte string like a string, so the
+//!               copies written when they were strings read the same)
 //!   20+N     4  CRC-32 (zlib) of bytes 0 .. 20+N
 //!   24+N     -  padding 0xff up to `size` (not covered by the CRC)
 //! ```
@@ -18,7 +20,7 @@
 //! # use bascule_hal::env::native::NativeCodec;
 //! # use bascule_hal::EnvVars;
 //! let mut vars = EnvVars::new();
-//! vars.insert("BOOT_ORDER".into(), "A B".into());
+//! vars.insert("BOOT_ORDER", "A B");
 //! let codec = NativeCodec::new(256).unwrap();
 //! let copy = codec.encode(&vars, 7).unwrap();
 //! assert_eq!(&copy[0..4], b"BSEV");
@@ -33,12 +35,15 @@
 //! the sync is the commit point. A cut anywhere before it completes leaves the other
 //! copy old or with a bad CRC, so the current copy still wins. A reader therefore
 //! always sees a whole committed state. The 64-bit generation cannot wrap in practice.
+//!
+//! When both copies are erased (all 0x00 or all 0xff), `load` says
+//! [`HalError::EnvBlank`]; any other unreadable pair is [`HalError::EnvCorrupt`].
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::codec::{crc32, le_u32, DecodeError, EncodeError};
+use super::codec::{crc32, is_erased, le_u32, DecodeError, EncodeError};
 use super::{EnvStore, EnvVars};
 use crate::block::BlockDevice;
 use crate::HalError;
@@ -147,7 +152,7 @@ impl NativeCodec {
             return Err(DecodeError::Crc { stored, computed });
         }
         let (vars, rest) = postcard::take_from_bytes::<EnvVars>(&bytes[NATIVE_HEADER_LEN..end])
-            .map_err(|_| DecodeError::Payload("not a postcard map of strings"))?;
+            .map_err(|_| DecodeError::Payload("not a postcard map of byte strings"))?;
         if !rest.is_empty() {
             return Err(DecodeError::Payload("trailing bytes after the map"));
         }
@@ -234,13 +239,16 @@ impl<D: BlockDevice> NativeEnv<D> {
         )
     }
 
-    fn read_copies(&mut self) -> Result<[Result<NativeCopy, DecodeError>; 2], HalError> {
+    /// Reads and decodes both copies; also says whether both are erased.
+    fn read_copies(&mut self) -> Result<([Result<NativeCopy, DecodeError>; 2], bool), HalError> {
         let mut buf = vec![0u8; self.layout.size];
         self.dev.read_at(self.layout.offsets[0], &mut buf)?;
         let a = NativeCodec::decode(&buf);
+        let mut erased = is_erased(&buf);
         self.dev.read_at(self.layout.offsets[1], &mut buf)?;
         let b = NativeCodec::decode(&buf);
-        Ok([a, b])
+        erased &= is_erased(&buf);
+        Ok(([a, b], erased))
     }
 
     fn current(copies: &[Result<NativeCopy, DecodeError>; 2]) -> Option<usize> {
@@ -265,9 +273,14 @@ impl<D: BlockDevice> NativeEnv<D> {
 
 impl<D: BlockDevice> EnvStore for NativeEnv<D> {
     fn load(&mut self) -> Result<EnvVars, HalError> {
-        let copies = self.read_copies()?;
+        let (copies, erased) = self.read_copies()?;
         if let Some(Ok(copy)) = Self::current(&copies).map(|i| &copies[i]) {
             return Ok(copy.vars.clone());
+        }
+        if erased {
+            return Err(HalError::EnvBlank {
+                store: self.store_name(),
+            });
         }
         Err(self.corrupt(&copies))
     }
@@ -275,7 +288,7 @@ impl<D: BlockDevice> EnvStore for NativeEnv<D> {
     fn commit(&mut self, vars: &EnvVars) -> Result<(), HalError> {
         let store = self.store_name();
         self.codec.encode(vars, 0).map_err(|e| e.into_hal(&store))?;
-        let copies = self.read_copies()?;
+        let (copies, _) = self.read_copies()?;
         let (target, generation) = match Self::current(&copies) {
             Some(i) => {
                 let gen = copies[i].as_ref().map_or(0, |c| c.generation);
@@ -317,8 +330,9 @@ mod tests {
     }
 
     #[test]
-    fn roundtrip_keeps_any_string() {
-        let v = vars(&[("a", "1"), ("", "empty name"), ("nul\0", "x\0=\n\\")]);
+    fn roundtrip_keeps_any_bytes() {
+        let mut v = vars(&[("a", "1"), ("", "empty name"), ("nul\0", "x\0=\n\\")]);
+        v.insert(&b"\xff\xfe"[..], &b"caf\xe9"[..]);
         let img = NativeCodec::new(256).unwrap().encode(&v, u64::MAX).unwrap();
         assert_eq!(img.len(), 256);
         assert_eq!(
@@ -385,7 +399,7 @@ mod tests {
     #[test]
     fn commits_alternate_and_newest_wins() {
         let mut env = NativeEnv::new(MemBlock::new("nv", 0x4000), layout()).unwrap();
-        assert!(matches!(env.load(), Err(HalError::EnvCorrupt { .. })));
+        assert!(matches!(env.load(), Err(HalError::EnvBlank { .. })));
         for i in 0..5u32 {
             let v = vars(&[("n", &format!("{i}"))]);
             env.commit(&v).unwrap();
@@ -399,7 +413,9 @@ mod tests {
 
     #[test]
     fn corrupt_message_names_both_copies() {
-        let mut env = NativeEnv::new(MemBlock::new("nv", 0x4000), layout()).unwrap();
+        let mut dev = MemBlock::new("nv", 0x4000);
+        dev.write_at(0x2000, b"junk").unwrap();
+        let mut env = NativeEnv::new(dev, layout()).unwrap();
         let msg = format!("{}", env.load().unwrap_err());
         assert!(
             msg.starts_with("native env nv @0x1000: no valid copy"),

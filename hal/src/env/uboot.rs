@@ -12,6 +12,17 @@
 //! Readers stop at the empty entry, so any padding byte works; [`UbootCodec::encode`]
 //! pads with 0x00 unless told otherwise (`mkenvimage` pads with 0xff).
 //!
+//! # Names and values are bytes
+//! As in U-Boot and libubootenv, a name or value is any bytes but NUL (and `=` in a
+//! name); nothing requires UTF-8. Decoding follows libubootenv (`fw_printenv`): an
+//! entry without `=` is skipped and a later duplicate wins. Encoding writes each
+//! variable once, sorted by name, as `fw_setenv` does, so a commit keeps every
+//! variable's bytes. Where U-Boot's own import (`himport_r` in `lib/hashtable.c`)
+//! reads the same bytes differently, bascule follows `fw_printenv`: U-Boot deletes a
+//! variable on a `name` or `name=` entry (libubootenv keeps `name=` as an empty value),
+//! skips leading blanks and `#` entries, drops a `\` before any byte of a value, and
+//! refuses the whole copy for an entry with an empty name (bascule skips that entry).
+//!
 //! # Redundant copies
 //! Two copies at two offsets. As in libubootenv (`src/uboot_env.c`, flags type
 //! "incremental", used for files, block devices, NAND and UBI) and U-Boot's
@@ -29,13 +40,21 @@
 //! format cannot prevent this. [`UbootEnv::is_power_safe`] is `false`, `describe()`
 //! says so, and `load` reports the damage as [`HalError::EnvCorrupt`] rather than
 //! returning garbage.
+//!
+//! # Blank and corrupt
+//! `load` tells the two apart: when every copy is erased (all 0x00 or all 0xff, as
+//! after a flash erase) it returns [`HalError::EnvBlank`], and U-Boot runs on its
+//! built-in default environment; any other copy that fails its CRC is
+//! [`HalError::EnvCorrupt`]. A first write to a blank env must carry the board's
+//! default variables (`bootcmd`, ...): [`parse_initial_env`] reads them from the
+//! `u-boot-initial-env` file U-Boot's build makes.
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::codec::{crc32, le_u32, DecodeError, EncodeError};
-use super::{EnvStore, EnvVars};
+use super::codec::{crc32, is_erased, le_u32, DecodeError, EncodeError};
+use super::{EnvName, EnvStore, EnvValue, EnvVars};
 use crate::block::BlockDevice;
 use crate::HalError;
 
@@ -121,8 +140,8 @@ impl UbootCodec {
         Ok(out)
     }
 
-    /// Decodes one copy. Checks the size and the CRC before parsing; lines without `=`
-    /// or with an empty name are skipped (as libubootenv does); a later duplicate wins.
+    /// Decodes one copy. Checks the size and the CRC before parsing, then reads the
+    /// entries as `fw_printenv` does (see the module docs); any byte but NUL is kept.
     pub fn decode(&self, bytes: &[u8]) -> Result<UbootCopy, DecodeError> {
         if bytes.len() != self.size {
             return Err(DecodeError::WrongSize {
@@ -145,25 +164,28 @@ impl UbootCodec {
     }
 }
 
-/// Refuses what U-Boot cannot store: empty names, `=` in names, NUL anywhere.
-fn check_var(name: &str, value: &str) -> Result<(), EncodeError> {
+/// Refuses what U-Boot cannot store: empty names, `=` in names, NUL anywhere. Any
+/// other byte is kept as it is.
+fn check_var(name: &EnvName, value: &EnvValue) -> Result<(), EncodeError> {
     let reason = if name.is_empty() {
         "empty name"
-    } else if name.contains('=') {
+    } else if name.contains(b'=') {
         "'=' in the name"
-    } else if name.contains('\0') || value.contains('\0') {
+    } else if name.contains(0) || value.contains(0) {
         "NUL byte in the name or value"
     } else {
         return Ok(());
     };
     Err(EncodeError::InvalidVar {
-        name: String::from(name),
+        name: format!("{name}"),
         reason,
     })
 }
 
-/// Parses `name=value\0` entries up to the empty one; `base` is the data offset in the
-/// copy, for error messages.
+/// Parses `name=value\0` entries up to the empty one, as libubootenv's `libuboot_load`
+/// does: an entry without `=` is skipped, a later duplicate wins; bytes are kept as
+/// they are. An entry with an empty name is skipped too (libubootenv would keep it;
+/// U-Boot refuses the whole copy). `base` is the data offset in the copy, for errors.
 fn parse_pairs(data: &[u8], base: usize) -> Result<EnvVars, DecodeError> {
     let mut vars = EnvVars::new();
     let mut pos = 0;
@@ -177,10 +199,8 @@ fn parse_pairs(data: &[u8], base: usize) -> Result<EnvVars, DecodeError> {
         }
         let entry = &rest[..len];
         if let Some(eq) = entry.iter().position(|&b| b == b'=') {
-            let text = core::str::from_utf8(entry)
-                .map_err(|_| DecodeError::NotUtf8 { offset: base + pos })?;
             if eq > 0 {
-                vars.insert(String::from(&text[..eq]), String::from(&text[eq + 1..]));
+                vars.insert(&entry[..eq], &entry[eq + 1..]);
             }
         }
         pos += len + 1;
@@ -302,15 +322,18 @@ impl<D: BlockDevice> UbootEnv<D> {
         format!("U-Boot env {} @{:#x}", self.dev.name(), self.layout.offset)
     }
 
-    /// Reads and decodes every copy, in layout order.
-    fn read_copies(&mut self) -> Result<Vec<Result<UbootCopy, DecodeError>>, HalError> {
+    /// Reads and decodes every copy, in layout order; also says whether every copy
+    /// is erased.
+    fn read_copies(&mut self) -> Result<(Vec<Result<UbootCopy, DecodeError>>, bool), HalError> {
         let mut out = Vec::new();
+        let mut erased = true;
         let mut buf = vec![0u8; self.layout.size];
         for offset in self.layout.copies() {
             self.dev.read_at(offset, &mut buf)?;
+            erased &= is_erased(&buf);
             out.push(self.codec.decode(&buf));
         }
-        Ok(out)
+        Ok((out, erased))
     }
 
     /// Index of the current copy among `copies`, or `None` when none is valid.
@@ -349,9 +372,14 @@ impl<D: BlockDevice> UbootEnv<D> {
 
 impl<D: BlockDevice> EnvStore for UbootEnv<D> {
     fn load(&mut self) -> Result<EnvVars, HalError> {
-        let copies = self.read_copies()?;
+        let (copies, erased) = self.read_copies()?;
         if let Some(Ok(copy)) = Self::current(&copies).and_then(|i| copies.get(i)) {
             return Ok(copy.vars.clone());
+        }
+        if erased {
+            return Err(HalError::EnvBlank {
+                store: self.store_name(),
+            });
         }
         Err(self.corrupt(&copies))
     }
@@ -366,7 +394,7 @@ impl<D: BlockDevice> EnvStore for UbootEnv<D> {
         // Validate before touching the device, then pick the copy to overwrite from
         // what is on the device now (another writer may have committed since load).
         self.codec.encode(vars, 0).map_err(|e| e.into_hal(&store))?;
-        let copies = self.read_copies()?;
+        let (copies, _) = self.read_copies()?;
         let (target, flags) = match Self::current(&copies) {
             Some(i) => {
                 let flags = copies[i].as_ref().map_or(0, |c| c.flags.unwrap_or(0));
@@ -401,6 +429,9 @@ impl<D: BlockDevice> EnvStore for UbootEnv<D> {
         }
     }
 }
+
+mod initial;
+pub use initial::parse_initial_env;
 
 #[cfg(test)]
 mod tests;

@@ -331,12 +331,18 @@ impl<D: BlockDevice> GptAttrEnv<D> {
         for (name, value) in vars {
             if name.starts_with(BASCULE_PREFIX) {
                 if self.layout.bascule_env.is_none() {
-                    return Err(invalid(name, "BASCULE_* needs a bascule-env partition"));
+                    return Err(invalid(
+                        &format!("{name}"),
+                        "BASCULE_* needs a bascule-env partition",
+                    ));
                 }
-                bascule.insert(name.clone(), value.clone());
-            } else if !slots.iter().any(|(s, _)| is_slot_var(name, s)) {
+                bascule.insert(name, value);
+            } else if !name
+                .to_str()
+                .is_some_and(|name| slots.iter().any(|(s, _)| is_slot_var(name, s)))
+            {
                 return Err(invalid(
-                    name,
+                    &format!("{name}"),
                     "only GPT_<slot>_{PRIORITY,TRIES,SUCCESSFUL} and BASCULE_* are stored",
                 ));
             }
@@ -353,7 +359,9 @@ impl<D: BlockDevice> GptAttrEnv<D> {
                         "missing: give priority, tries and successful of every slot",
                     )
                 })?;
-                field[k] = parse_small(value, max)
+                field[k] = value
+                    .to_str()
+                    .and_then(|v| parse_small(v, max))
                     .ok_or_else(|| invalid(&name, "expected decimal 0-15 (successful: 0 or 1)"))?;
             }
             attrs.push(BootAttrs {

@@ -138,8 +138,23 @@ fn redundant_commits_alternate_and_advance_the_flag() {
 }
 
 #[test]
-fn load_of_blank_device_names_each_copy() {
-    let mut env = UbootEnv::new(MemBlock::new("mmc", 0x4000), redundant_layout()).unwrap();
+fn load_of_erased_copies_is_blank() {
+    for fill in [0x00, 0xff] {
+        let mut dev = MemBlock::new("mmc", 0x4000);
+        dev.write_at(0, &[fill; 0x4000]).unwrap();
+        let mut env = UbootEnv::new(dev, redundant_layout()).unwrap();
+        assert!(
+            matches!(env.load(), Err(HalError::EnvBlank { .. })),
+            "fill {fill:#x}"
+        );
+    }
+}
+
+#[test]
+fn load_of_corrupt_copies_names_each_copy() {
+    let mut dev = MemBlock::new("mmc", 0x4000);
+    dev.write_at(0x1010, b"x").unwrap();
+    let mut env = UbootEnv::new(dev, redundant_layout()).unwrap();
     let msg = alloc::format!("{}", env.load().unwrap_err());
     assert!(
         msg.starts_with("U-Boot env mmc @0x1000: no valid copy"),
@@ -216,4 +231,22 @@ fn commit_refuses_invalid_vars_without_writing() {
     let err = env.commit(&vars(&[("a=b", "1")])).unwrap_err();
     assert!(matches!(err, HalError::EnvInvalidVar { .. }));
     assert!(env.into_inner().durable().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn newer_copy_with_non_utf8_value_is_current() {
+    let codec = UbootCodec::new(0x200, true).unwrap();
+    let mut dev = MemBlock::new("mmc", 0x4000);
+    let older = codec.encode(&vars(&[("BOOT_ORDER", "A")]), 1).unwrap();
+    let mut newer_vars = vars(&[("BOOT_ORDER", "B A")]);
+    newer_vars.insert("note", &b"caf\xe9"[..]);
+    let newer = codec.encode(&newer_vars, 2).unwrap();
+    dev.write_at(0x1000, &older).unwrap();
+    dev.write_at(0x2000, &newer).unwrap();
+    let mut env = UbootEnv::new(dev, redundant_layout()).unwrap();
+    assert_eq!(env.load().unwrap(), newer_vars);
+    env.commit(&newer_vars).unwrap();
+    let dev = env.into_inner();
+    let rewritten = codec.decode(&dev.durable()[0x1000..0x1200]).unwrap();
+    assert_eq!((rewritten.vars, rewritten.flags), (newer_vars, Some(3)));
 }
