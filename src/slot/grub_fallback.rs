@@ -1,0 +1,131 @@
+//! The GRUB fallback environment (`grubenv.good` beside `grubenv`): what GRUB boots
+//! when the main grubenv cannot be loaded (corrupt, empty or missing).
+//!
+//! GRUB's `save_env` rewrites `grubenv` in place, so a power cut or a bad sector can
+//! leave a block without its header, and `load_env` then fails. The shipped
+//! `grub.cfg` falls back to `load_env -f grubenv.good` and boots the first slot that
+//! file names, without `save_env` and without the reset-and-reboot path.
+//!
+//! Invariant: the fallback names only **confirmed** slots as bootable, never one on
+//! trial or being written. A slot is confirmed when it is in `ORDER` (a missing
+//! `ORDER` reads as `A B`, as the script's default), its `<x>_OK` is exactly `1` (as the
+//! script compares it) and `BASCULE_PENDING` does not name it. Its `<x>_TRY` is not
+//! read: a confirmed slot that booted once more and was not re-confirmed yet is still
+//! known to be good. The fallback holds `ORDER` = the confirmed slots (main order kept),
+//! `<x>_OK=1 <x>_TRY=0` for them, `<x>_OK=0 <x>_TRY=0` for the others, and the
+//! `BASCULE_<x>_VERSION`/`_SECVER` of the confirmed slots.
+use bascule_hal::EnvVars;
+use bascule_partitions::SlotName;
+
+use super::scheme::{BootDecision, BootScheme, RaucGrub};
+
+/// Name of the fallback file, beside the main grubenv (`<main name>` + this suffix).
+pub const FALLBACK_SUFFIX: &str = ".good";
+
+/// The slots of `vars` that are confirmed (module docs), in boot order.
+pub fn confirmed_slots(vars: &EnvVars) -> Vec<SlotName> {
+    let order = vars.get("ORDER").map_or("A B", String::as_str);
+    let pending = vars.get("BASCULE_PENDING").map(String::as_str);
+    let mut slots = Vec::new();
+    for slot in order.split_whitespace().filter_map(|w| w.parse::<SlotName>().ok()) {
+        let ok = vars.get(&format!("{slot}_OK")).map(String::as_str) == Some("1");
+        if ok && pending != Some(slot.as_str()) && !slots.contains(&slot) {
+            slots.push(slot);
+        }
+    }
+    slots
+}
+
+/// The fallback environment bascule writes beside the main one holding `vars`.
+pub fn fallback_vars(vars: &EnvVars) -> EnvVars {
+    let confirmed = confirmed_slots(vars);
+    let mut out = EnvVars::new();
+    let order: Vec<&str> = confirmed.iter().map(|s| s.as_str()).collect();
+    out.insert("ORDER".into(), order.join(" "));
+    for slot in SlotName::ALL {
+        let good = confirmed.contains(&slot);
+        out.insert(format!("{slot}_OK"), if good { "1" } else { "0" }.into());
+        out.insert(format!("{slot}_TRY"), "0".into());
+        if !good {
+            continue;
+        }
+        for var in [
+            format!("BASCULE_{slot}_VERSION"),
+            format!("BASCULE_{slot}_SECVER"),
+        ] {
+            if let Some(value) = vars.get(&var) {
+                out.insert(var, value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The slot the shipped script boots from `fallback` when the main grubenv cannot be
+/// loaded; `None` (GRUB waits at its menu) when no file names a bootable slot.
+pub fn fallback_boot(fallback: Option<&EnvVars>) -> Option<SlotName> {
+    let mut vars = fallback?.clone();
+    match RaucGrub.boot(&mut vars, 1) {
+        BootDecision::Boot(slot) => Some(slot),
+        BootDecision::NoSlotResetCounters => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slot::state::{begin_install, confirm, factory_state, mark_pending};
+    use crate::slot::InstalledImage;
+
+    fn image() -> InstalledImage {
+        InstalledImage {
+            version: "2.0".into(),
+            security_version: 2,
+        }
+    }
+
+    #[test]
+    fn factory_state_falls_back_to_the_good_slot() {
+        let vars = factory_state(&RaucGrub, &EnvVars::new(), SlotName::B, None, 3);
+        let fb = fallback_vars(&vars);
+        assert_eq!(fb["ORDER"], "B");
+        assert_eq!((fb["B_OK"].as_str(), fb["A_OK"].as_str()), ("1", "0"));
+        assert_eq!(fallback_boot(Some(&fb)), Some(SlotName::B));
+    }
+
+    #[test]
+    fn a_slot_being_written_or_on_trial_is_never_in_the_fallback() {
+        let base = factory_state(&RaucGrub, &EnvVars::new(), SlotName::A, None, 3);
+        let both = confirm(&RaucGrub, &base, SlotName::B, 3).unwrap();
+        assert_eq!(confirmed_slots(&both), vec![SlotName::A, SlotName::B]);
+        let writing = begin_install(&RaucGrub, &both, SlotName::B);
+        assert_eq!(fallback_vars(&writing)["ORDER"], "A");
+        let pending = mark_pending(&RaucGrub, &writing, SlotName::B, &image(), 3);
+        let fb = fallback_vars(&pending);
+        assert_eq!(fb["ORDER"], "A");
+        assert_eq!(fb["B_OK"], "0");
+        assert!(!fb.contains_key("BASCULE_B_VERSION"));
+        let confirmed = confirm(&RaucGrub, &pending, SlotName::B, 3).unwrap();
+        let fb = fallback_vars(&confirmed);
+        assert_eq!(fb["ORDER"], "B A");
+        assert_eq!(fb["BASCULE_B_VERSION"], "2.0");
+    }
+
+    #[test]
+    fn a_confirmed_slot_that_booted_again_stays_in_the_fallback() {
+        let mut vars = factory_state(&RaucGrub, &EnvVars::new(), SlotName::A, None, 3);
+        RaucGrub.boot(&mut vars, 3);
+        assert_eq!(vars["A_TRY"], "1");
+        assert_eq!(confirmed_slots(&vars), vec![SlotName::A]);
+    }
+
+    #[test]
+    fn flags_are_compared_as_the_script_does() {
+        let vars: EnvVars = [("A_OK", " 1"), ("B_OK", "1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(confirmed_slots(&vars), vec![SlotName::B], "missing ORDER is A B");
+        assert_eq!(fallback_boot(None), None);
+    }
+}
