@@ -1,0 +1,214 @@
+//! The GRUB differential run: boots real GRUB over each [`GrubCase`] and compares what
+//! it did with what bascule's model predicts.
+//!
+//! The model of one boot ([`model_step`]):
+//! - a main grubenv that `load_env` accepts: `RaucGrub.boot` on its variables predicts
+//!   the slot (or the reset-and-reboot) and every variable of the grubenv afterwards;
+//! - a main grubenv that `load_env` refuses (empty, bad header, missing):
+//!   `grub_fallback::fallback_boot` on `grubenv.good` predicts the slot, or GRUB
+//!   waiting at its menu when no file names one; neither file changes.
+//!
+//! Compared per boot: the choice, every variable of the grubenv afterwards except
+//! [`SCRATCH_VARS`] (as bytes, each name's effective value, so a duplicate line that
+//! `save_env` left stale shows), and that `grubenv.good` did not change. After a reset
+//! the case boots again from the grubenv GRUB left, as a real machine would.
+use bascule::slot::grub_fallback::fallback_boot;
+use bascule::slot::{BootDecision, BootScheme, RaucGrub};
+
+use crate::grub::{EspDisk, GrubChoice, GrubError, GrubRig};
+use crate::grub_corpus::{EnvFile, GrubCase, ATTEMPTS};
+use crate::grub_env::{model_bytes, model_vars, show, ByteVars, RawEnv};
+
+/// Variables the script saves that are not boot state (none: the shipped script saves
+/// only `A_TRY` and `B_TRY`). Left out of the comparison.
+pub const SCRATCH_VARS: &[&str] = &[];
+/// Boots of one case at most: the first, and one more after a reset.
+pub const MAX_BOOTS: usize = 2;
+const MAIN: &str = "grubenv";
+const FALLBACK: &str = "grubenv.good";
+
+/// What the model says the main grubenv holds after a boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MainAfter {
+    /// GRUB does not write it (it could not load it).
+    Unchanged,
+    /// These variables (effective values).
+    Vars(ByteVars),
+}
+
+/// The model's prediction for one boot from `main` and `fallback`.
+pub fn model_step(main: &EnvFile, fallback: &EnvFile) -> (GrubChoice, MainAfter) {
+    let Some(raw) = parse(main) else {
+        let fb = parse(fallback).map(|r| model_vars(&r.effective()));
+        let choice = fallback_boot(fb.as_ref()).map_or(GrubChoice::Waiting, GrubChoice::Boot);
+        return (choice, MainAfter::Unchanged);
+    };
+    let before = raw.effective();
+    let mut vars = model_vars(&before);
+    let choice = match RaucGrub.boot(&mut vars, ATTEMPTS) {
+        BootDecision::Boot(slot) => GrubChoice::Boot(slot),
+        BootDecision::NoSlotResetCounters => GrubChoice::Reset,
+    };
+    (choice, MainAfter::Vars(model_bytes(&before, &vars)))
+}
+
+fn parse(file: &EnvFile) -> Option<RawEnv> {
+    match file {
+        EnvFile::Bytes(bytes) => RawEnv::parse(bytes),
+        EnvFile::Missing => None,
+    }
+}
+
+fn without_scratch(mut vars: ByteVars) -> ByteVars {
+    vars.retain(|k, _| !SCRATCH_VARS.iter().any(|s| s.as_bytes() == k.as_slice()));
+    vars
+}
+
+/// One boot where GRUB and the model differ.
+#[derive(Debug, Clone)]
+pub struct Disagreement {
+    pub case: String,
+    pub boot: usize,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} boot {}: {}", self.case, self.boot, self.detail)
+    }
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub envs: usize,
+    pub boots: usize,
+    pub disagreements: Vec<Disagreement>,
+}
+
+impl Report {
+    /// The summary line: `envs N, boots N, disagreements N`.
+    pub fn summary(&self) -> String {
+        format!(
+            "envs {}, boots {}, disagreements {}",
+            self.envs,
+            self.boots,
+            self.disagreements.len()
+        )
+    }
+}
+
+/// Boots every case, `progress` called with each case's name and its boots' choices.
+pub fn run(
+    rig: &GrubRig,
+    cases: &[GrubCase],
+    mut progress: impl FnMut(&str, &[GrubChoice]),
+) -> Result<Report, GrubError> {
+    let mut report = Report::default();
+    for case in cases {
+        let choices = run_case(rig, case, &mut report)?;
+        report.envs += 1;
+        progress(&case.name, &choices);
+    }
+    Ok(report)
+}
+
+fn write_file(disk: &EspDisk, name: &str, file: &EnvFile) -> Result<(), GrubError> {
+    match file {
+        EnvFile::Bytes(bytes) => disk.write(name, bytes),
+        EnvFile::Missing => Ok(()),
+    }
+}
+
+fn read_file(disk: &EspDisk, name: &str) -> Result<EnvFile, GrubError> {
+    Ok(disk.read(name)?.map_or(EnvFile::Missing, EnvFile::Bytes))
+}
+
+fn run_case(
+    rig: &GrubRig,
+    case: &GrubCase,
+    report: &mut Report,
+) -> Result<Vec<GrubChoice>, GrubError> {
+    let disk = rig.disk(&case.name)?;
+    write_file(&disk, MAIN, &case.main)?;
+    write_file(&disk, FALLBACK, &case.fallback)?;
+    let mut main = case.main.clone();
+    let mut choices = Vec::new();
+    for boot in 1..=MAX_BOOTS {
+        let run = rig.boot(&disk)?;
+        report.boots += 1;
+        choices.push(run.choice);
+        let real_main = read_file(&disk, MAIN)?;
+        let real_fallback = read_file(&disk, FALLBACK)?;
+        let diffs = compare(&main, case, run.choice, &real_main, &real_fallback);
+        report
+            .disagreements
+            .extend(diffs.into_iter().map(|detail| Disagreement {
+                case: case.name.clone(),
+                boot,
+                detail,
+            }));
+        main = real_main;
+        if run.choice != GrubChoice::Reset {
+            break;
+        }
+    }
+    disk.remove()?;
+    Ok(choices)
+}
+
+/// The differences of one boot from `main`, as sentences.
+fn compare(
+    main: &EnvFile,
+    case: &GrubCase,
+    choice: GrubChoice,
+    real_main: &EnvFile,
+    real_fallback: &EnvFile,
+) -> Vec<String> {
+    let (want_choice, want_main) = model_step(main, &case.fallback);
+    let mut diffs = Vec::new();
+    let env = parse(main).map_or("(unreadable)".into(), |r| show(&r.effective()));
+    if choice != want_choice {
+        diffs.push(format!(
+            "env {env} -> GRUB {choice:?}, model {want_choice:?}"
+        ));
+    }
+    match want_main {
+        MainAfter::Unchanged if real_main != main => {
+            diffs.push(format!("env {env} -> GRUB changed the grubenv it could not load"));
+        }
+        MainAfter::Unchanged => {}
+        MainAfter::Vars(want) => {
+            let got = parse(real_main).map(|r| without_scratch(r.effective()));
+            if got.as_ref() != Some(&without_scratch(want.clone())) {
+                let got = got.map_or("(unreadable)".into(), |g| show(&g));
+                diffs.push(format!(
+                    "env {env} -> GRUB saved {got}, model {}",
+                    show(&want)
+                ));
+            }
+        }
+    }
+    if real_fallback != &case.fallback {
+        diffs.push("grubenv.good changed".into());
+    }
+    diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bascule_partitions::SlotName;
+
+    #[test]
+    fn model_boots_the_fallback_only_when_the_main_env_is_unreadable() {
+        let cases = crate::grub_corpus::unreadable_cases();
+        for case in &cases[..3] {
+            let (choice, after) = model_step(&case.main, &case.fallback);
+            assert_eq!(choice, GrubChoice::Boot(SlotName::A), "{}", case.name);
+            assert_eq!(after, MainAfter::Unchanged);
+        }
+        let (choice, _) = model_step(&cases[3].main, &cases[3].fallback);
+        assert_eq!(choice, GrubChoice::Waiting);
+    }
+}
