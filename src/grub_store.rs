@@ -17,7 +17,7 @@
 //! When the main grubenv is corrupt, empty or missing but the fallback loads,
 //! [`EnvStore::load`] returns the fallback's state: it is what GRUB boots from, and
 //! the next commit (`mark-good`, `install`, ...) writes a whole new main grubenv from
-//! it, which repairs the device. [`EnvStore::describe`] then says that the main env is
+//! it, which repairs the device. [`EnvStore::degraded`] then says that the main env is
 //! unreadable, which slot GRUB boots from the fallback, and that the next commit
 //! rewrites it, so `bascule status` shows it. The fallback keeps only the confirmed
 //! slots, `BASCULE_PENDING` and the versions of other slots are lost with the main env.
@@ -60,11 +60,6 @@ impl<F: EnvFiles> GrubStore<F> {
         }
     }
 
-    /// Whether the last `load` found the main env unreadable and used the fallback.
-    pub fn is_degraded(&self) -> bool {
-        self.degraded.is_some()
-    }
-
     /// The two backends back (main, fallback).
     pub fn into_inner(self) -> (F, F) {
         (self.main.into_inner(), self.fallback.into_inner())
@@ -102,23 +97,27 @@ impl<F: EnvFiles> EnvStore for GrubStore<F> {
     }
 
     fn describe(&self) -> String {
-        let base = format!(
+        format!(
             "{}, fallback {} (confirmed slots only)",
             self.main.describe(),
             self.fallback_name
-        );
-        let Some(d) = &self.degraded else {
-            return base;
-        };
+        )
+    }
+
+    fn degraded(&self) -> Option<String> {
+        let d = self.degraded.as_ref()?;
         let boots = match d.boots {
             Some(slot) => format!("GRUB boots slot {slot} from {}", self.fallback_name),
-            None => format!("{} names no confirmed slot: GRUB waits at its menu", self.fallback_name),
+            None => format!(
+                "{} names no confirmed slot: GRUB waits at its menu",
+                self.fallback_name
+            ),
         };
-        format!(
-            "{base}; MAIN ENV UNREADABLE ({}): {boots}, and the next bascule commit \
-             (mark-good, install) rewrites it",
+        Some(format!(
+            "the main GRUB env is unreadable ({}); {boots}; the next bascule commit \
+             (mark-good, mark-bad, install) rewrites it",
             d.main_error
-        )
+        ))
     }
 }
 
@@ -144,7 +143,7 @@ mod tests {
         let mut s = store(MemFiles::new(), MemFiles::new());
         s.commit(&factory()).unwrap();
         assert_eq!(s.load().unwrap(), factory());
-        assert!(!s.is_degraded());
+        assert_eq!(s.degraded(), None);
         let (_, mut fb) = s.into_inner();
         let bytes = fb.read("grubenv.good", 4096).unwrap().unwrap();
         let fb_vars = GrubCodec::decode(&bytes).unwrap();
@@ -159,12 +158,11 @@ mod tests {
         main.insert("grubenv", b"");
         let mut s = store(main, fb);
         assert_eq!(s.load().unwrap(), fallback_vars(&factory()));
-        assert!(s.is_degraded());
-        let text = s.describe();
-        assert!(text.contains("MAIN ENV UNREADABLE"), "{text}");
+        let text = s.degraded().expect("degraded");
+        assert!(text.contains("main GRUB env is unreadable"), "{text}");
         assert!(text.contains("GRUB boots slot A from grubenv.good"), "{text}");
         s.commit(&factory()).unwrap();
-        assert!(!s.is_degraded());
+        assert_eq!(s.degraded(), None);
         assert_eq!(s.load().unwrap(), factory());
     }
 

@@ -54,6 +54,9 @@ pub struct StatusReport {
     pub booted_error: Option<String>,
     pub boot_scheme: String,
     pub bootenv: String,
+    /// Set when the main boot environment is unreadable and a fallback was read: what
+    /// the bootloader boots now, and that the next commit repairs it.
+    pub bootenv_warning: Option<String>,
     pub boot_order: Vec<SlotName>,
     pub slots: Vec<SlotInfo>,
     pub security_floor: u32,
@@ -78,6 +81,7 @@ pub fn status(dev: &mut Device) -> Result<StatusReport, Error> {
         booted_error,
         boot_scheme: dev.scheme.name().to_string(),
         bootenv: dev.env.describe(),
+        bootenv_warning: dev.env.degraded(),
         boot_order: boot_state.view.order.clone(),
         slots: boot_state.slots.to_vec(),
         security_floor: dev.security_floor()?,
@@ -121,17 +125,24 @@ pub fn mark_good(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, boo
             boot_state.slot(slot).state
         )));
     }
-    let written = match next {
-        Some(next) => {
-            dev.env.commit(&next)?;
-            true
-        }
-        None => false,
-    };
+    let written = commit_change(dev, &vars, next)?;
     if let Some(secver) = boot_state.slot(slot).security_version {
         dev.raise_security_floor(secver)?;
     }
     Ok((slot, written))
+}
+
+/// Commits `next`; with no change, still rewrites `vars` when the store read them from
+/// a fallback (the main copy is unreadable and this commit repairs it). Returns
+/// whether the environment was written.
+fn commit_change(dev: &mut Device, vars: &EnvVars, next: Option<EnvVars>) -> Result<bool, Error> {
+    let next = match next {
+        Some(next) => next,
+        None if dev.env.degraded().is_some() => vars.clone(),
+        None => return Ok(false),
+    };
+    dev.env.commit(&next)?;
+    Ok(true)
 }
 
 /// Marks a slot bad. Returns whether the environment was written.
@@ -149,13 +160,7 @@ pub fn mark_bad(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, bool
             )));
         }
     }
-    let written = match next {
-        Some(next) => {
-            dev.env.commit(&next)?;
-            true
-        }
-        None => false,
-    };
+    let written = commit_change(dev, &vars, next)?;
     Ok((slot, written))
 }
 
