@@ -191,10 +191,11 @@ impl GrubRig {
         Ok(EspDisk { path })
     }
 
-    /// Boots `disk` once with a fresh OVMF vars file.
+    /// Boots `disk` once with a fresh OVMF vars file. Boots of different disks may run
+    /// at the same time (each disk has its own vars file and console log).
     pub fn boot(&self, disk: &EspDisk) -> Result<BootRun, GrubError> {
-        let vars = self.dir.path().join("vars.fd");
-        let serial = self.dir.path().join("serial.log");
+        let vars = disk.path.with_extension("vars.fd");
+        let serial = disk.path.with_extension("serial.log");
         fs::copy(OVMF_VARS, &vars).map_err(io("copy the OVMF vars file"))?;
         fs::write(&serial, b"").map_err(io("truncate serial.log"))?;
         let start = Instant::now();
@@ -202,7 +203,11 @@ impl GrubRig {
             .spawn()
             .map_err(io("start qemu-system-x86_64"))?;
         let choice = watch(&mut child, &serial, self.timeout)?;
-        let serial = fs::read(&serial).map_err(io("read serial.log"))?;
+        let text = fs::read(&serial).map_err(io("read serial.log"))?;
+        for file in [&vars, &serial] {
+            fs::remove_file(file).map_err(io(format!("remove {}", file.display())))?;
+        }
+        let serial = text;
         Ok(BootRun {
             choice,
             serial: String::from_utf8_lossy(&serial).into_owned(),

@@ -12,6 +12,9 @@
 //! [`SCRATCH_VARS`] (as bytes, each name's effective value, so a duplicate line that
 //! `save_env` left stale shows), and that `grubenv.good` did not change. After a reset
 //! the case boots again from the grubenv GRUB left, as a real machine would.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use bascule::slot::grub_fallback::fallback_boot;
 use bascule::slot::{BootDecision, BootScheme, RaucGrub};
 
@@ -98,17 +101,56 @@ impl Report {
     }
 }
 
-/// Boots every case, `progress` called with each case's name and its boots' choices.
+/// QEMU instances run at once: `BASCULE_QEMU_JOBS`, default 2 (one per core of a
+/// 2-core CI machine; TCG runs one vCPU on one host thread).
+pub fn jobs() -> usize {
+    std::env::var("BASCULE_QEMU_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
+
+/// What booting one case gave.
+struct CaseRun {
+    choices: Vec<GrubChoice>,
+    boots: usize,
+    disagreements: Vec<Disagreement>,
+}
+
+/// Boots every case on `jobs` QEMUs at once; `progress` is called with each case's
+/// name and its boots' choices as cases finish. The report lists disagreements in
+/// corpus order.
 pub fn run(
     rig: &GrubRig,
     cases: &[GrubCase],
-    mut progress: impl FnMut(&str, &[GrubChoice]),
+    jobs: usize,
+    progress: impl FnMut(&str, &[GrubChoice]) + Send,
 ) -> Result<Report, GrubError> {
+    let next = AtomicUsize::new(0);
+    let progress = Mutex::new(progress);
+    let results: Mutex<Vec<(usize, Result<CaseRun, GrubError>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(case) = cases.get(i) else { break };
+                let run = run_case(rig, case);
+                if let Ok(run) = &run {
+                    (progress.lock().expect("progress lock"))(&case.name, &run.choices);
+                }
+                results.lock().expect("results lock").push((i, run));
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results lock");
+    results.sort_by_key(|(i, _)| *i);
     let mut report = Report::default();
-    for case in cases {
-        let choices = run_case(rig, case, &mut report)?;
+    for (_, run) in results {
+        let run = run?;
         report.envs += 1;
-        progress(&case.name, &choices);
+        report.boots += run.boots;
+        report.disagreements.extend(run.disagreements);
     }
     Ok(report)
 }
@@ -124,20 +166,20 @@ fn read_file(disk: &EspDisk, name: &str) -> Result<EnvFile, GrubError> {
     Ok(disk.read(name)?.map_or(EnvFile::Missing, EnvFile::Bytes))
 }
 
-fn run_case(
-    rig: &GrubRig,
-    case: &GrubCase,
-    report: &mut Report,
-) -> Result<Vec<GrubChoice>, GrubError> {
+fn run_case(rig: &GrubRig, case: &GrubCase) -> Result<CaseRun, GrubError> {
     let disk = rig.disk(&case.name)?;
     write_file(&disk, MAIN, &case.main)?;
     write_file(&disk, FALLBACK, &case.fallback)?;
     let mut main = case.main.clone();
-    let mut choices = Vec::new();
+    let mut report = CaseRun {
+        choices: Vec::new(),
+        boots: 0,
+        disagreements: Vec::new(),
+    };
     for boot in 1..=MAX_BOOTS {
         let run = rig.boot(&disk)?;
         report.boots += 1;
-        choices.push(run.choice);
+        report.choices.push(run.choice);
         let real_main = read_file(&disk, MAIN)?;
         let real_fallback = read_file(&disk, FALLBACK)?;
         let diffs = compare(&main, case, run.choice, &real_main, &real_fallback);
@@ -154,7 +196,7 @@ fn run_case(
         }
     }
     disk.remove()?;
-    Ok(choices)
+    Ok(report)
 }
 
 /// The differences of one boot from `main`, as sentences.

@@ -22,7 +22,7 @@ fn real_grub_agrees_with_the_model_on_the_bounded_corpus() {
     let start = Instant::now();
     let cases = grub_corpus::bounded(WALKS);
     let mut unreadable = Vec::new();
-    let report = grub_diff::run(&rig, &cases, |name, choices| {
+    let report = grub_diff::run(&rig, &cases, grub_diff::jobs(), |name, choices| {
         eprintln!("{name}: {choices:?}");
         if name.starts_with("main-") {
             unreadable.push((name.to_string(), choices.to_vec()));

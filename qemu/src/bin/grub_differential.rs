@@ -49,7 +49,7 @@ fn run(
     let rig = GrubRig::new(&text)?;
     let mut cases = grub_corpus::bounded(walks);
     cases.retain(|c| c.name.contains(filter));
-    let report = grub_diff::run(&rig, &cases, |name, choices| {
+    let report = grub_diff::run(&rig, &cases, grub_diff::jobs(), |name, choices| {
         println!("{name}: {choices:?}");
     })?;
     for d in &report.disagreements {
