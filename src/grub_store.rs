@@ -160,7 +160,10 @@ mod tests {
         assert_eq!(s.load().unwrap(), fallback_vars(&factory()));
         let text = s.degraded().expect("degraded");
         assert!(text.contains("main GRUB env is unreadable"), "{text}");
-        assert!(text.contains("GRUB boots slot A from grubenv.good"), "{text}");
+        assert!(
+            text.contains("GRUB boots slot A from grubenv.good"),
+            "{text}"
+        );
         s.commit(&factory()).unwrap();
         assert_eq!(s.degraded(), None);
         assert_eq!(s.load().unwrap(), factory());

@@ -45,9 +45,15 @@ fn grub_device(dir: &Path) -> PathBuf {
     );
     std::fs::write(&config, text).unwrap();
     let key = dir.join("release");
-    ok(bascule(&config, &["keygen", "--out", key.to_str().unwrap()]));
+    ok(bascule(
+        &config,
+        &["keygen", "--out", key.to_str().unwrap()],
+    ));
     std::fs::copy(dir.join("release.pub"), dir.join("keys/release.pub")).unwrap();
-    ok(bascule(&config, &["init-env", "--good", "A", "--version", "1.0.0"]));
+    ok(bascule(
+        &config,
+        &["init-env", "--good", "A", "--version", "1.0.0"],
+    ));
     config
 }
 
@@ -62,11 +68,24 @@ fn install(dir: &Path, config: &Path, version: &str) {
     ok(bascule(
         config,
         &[
-            "bundle", "create", "--key", key.to_str().unwrap(), "--version", version,
-            "--compatible", "board", "--image", &rootfs, "--out", out.to_str().unwrap(),
+            "bundle",
+            "create",
+            "--key",
+            key.to_str().unwrap(),
+            "--version",
+            version,
+            "--compatible",
+            "board",
+            "--image",
+            &rootfs,
+            "--out",
+            out.to_str().unwrap(),
         ],
     ));
-    ok(bascule(config, &["install", out.to_str().unwrap(), "--progress", "none"]));
+    ok(bascule(
+        config,
+        &["install", out.to_str().unwrap(), "--progress", "none"],
+    ));
 }
 
 fn fallback(dir: &Path) -> EnvVars {
@@ -83,11 +102,16 @@ fn assert_names_only(fb: &EnvVars, order: &str) {
     }
 }
 
+/// Makes the grubenv at the path unreadable.
+type BreakEnv = fn(&Path);
+
 #[test]
 fn unreadable_grubenv_status_explains_and_mark_good_repairs() {
-    let breakers: [(&str, fn(&Path)); 3] = [
+    let breakers: [(&str, BreakEnv); 3] = [
         ("empty", |p| std::fs::write(p, b"").unwrap()),
-        ("corrupt", |p| std::fs::write(p, b"# GRUB Env\0\0garbage").unwrap()),
+        ("corrupt", |p| {
+            std::fs::write(p, b"# GRUB Env\0\0garbage").unwrap()
+        }),
         ("missing", |p| std::fs::remove_file(p).unwrap()),
     ];
     for (what, break_env) in breakers {
@@ -97,12 +121,21 @@ fn unreadable_grubenv_status_explains_and_mark_good_repairs() {
         break_env(&dir.path().join("grubenv"));
 
         let text = ok(bascule(&config, &["status"]));
-        assert!(text.contains("main GRUB env is unreadable"), "{what}: {text}");
-        assert!(text.contains("GRUB boots slot A from grubenv.good"), "{what}: {text}");
+        assert!(
+            text.contains("main GRUB env is unreadable"),
+            "{what}: {text}"
+        );
+        assert!(
+            text.contains("GRUB boots slot A from grubenv.good"),
+            "{what}: {text}"
+        );
         assert!(text.contains("rewrites it"), "{what}: {text}");
         let st = status(&config);
         assert_eq!(st["slots"][0]["state"], "good", "{what}: {st}");
-        assert_eq!(st["slots"][1]["state"], "bad", "{what}: the pending B is not offered");
+        assert_eq!(
+            st["slots"][1]["state"], "bad",
+            "{what}: the pending B is not offered"
+        );
 
         let out = ok(bascule(&config, &["mark-good"]));
         assert!(out.contains("marked"), "{what}: {out}");

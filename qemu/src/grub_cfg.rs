@@ -52,9 +52,8 @@ pub fn transform(shipped: &str) -> Result<String, CfgError> {
             timeout_done = true;
         } else if trimmed.starts_with("menuentry ") && trimmed.ends_with('{') {
             let end = entry_end(&lines, i)?;
-            let slot = entry_slot(&lines[i + 1..end]).ok_or(CfgError::EntryWithoutSlot {
-                line: i + 1,
-            })?;
+            let slot =
+                entry_slot(&lines[i + 1..end]).ok_or(CfgError::EntryWithoutSlot { line: i + 1 })?;
             out.push(line.to_string());
             out.push(format!("    echo \"{BOOT_MARKER} {slot}\""));
             out.push("    halt".to_string());
@@ -114,7 +113,12 @@ mod tests {
         assert!(cfg.contains(&format!("echo \"{BOOT_MARKER} A\"")));
         assert!(cfg.contains(&format!("echo \"{BOOT_MARKER} B\"")));
         assert!(!cfg.contains("linux "), "entry bodies replaced");
-        for logic in ["load_env", "save_env A_TRY B_TRY", "reboot", "for SLOT in $ORDER"] {
+        for logic in [
+            "load_env",
+            "save_env A_TRY B_TRY",
+            "reboot",
+            "for SLOT in $ORDER",
+        ] {
             assert!(cfg.contains(logic), "{logic} kept");
         }
     }

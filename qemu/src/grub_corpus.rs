@@ -77,7 +77,11 @@ impl Rng {
 /// One random walk of `steps` state changes from a factory state.
 fn walk(rng: &mut Rng, steps: u64) -> EnvVars {
     let scheme = RaucGrub;
-    let start = if rng.below(2) == 0 { SlotName::A } else { SlotName::B };
+    let start = if rng.below(2) == 0 {
+        SlotName::A
+    } else {
+        SlotName::B
+    };
     let mut env = factory_state(&scheme, &EnvVars::new(), start, None, ATTEMPTS);
     let mut booted = start;
     for i in 0..steps {
@@ -141,8 +145,14 @@ fn hostile_main_vars() -> Vec<(&'static str, EnvVars)> {
         ("order-unknown", ok(Some("C D"), both, both)),
         ("order-unknown-then-b", ok(Some("X B"), both, both)),
         ("order-b-twice", ok(Some("B B A"), ("1", "0"), ("1", "1"))),
-        ("flags-missing-a-ok", vars(&[("ORDER", "A B"), ("B_OK", "1")])),
-        ("flags-missing-a-try", vars(&[("ORDER", "A B"), ("A_OK", "1")])),
+        (
+            "flags-missing-a-ok",
+            vars(&[("ORDER", "A B"), ("B_OK", "1")]),
+        ),
+        (
+            "flags-missing-a-try",
+            vars(&[("ORDER", "A B"), ("A_OK", "1")]),
+        ),
         ("ok-space-1", ok(Some("A B"), (" 1", "0"), both)),
         ("ok-01", ok(Some("A B"), ("01", "0"), both)),
         ("ok-true", ok(Some("A B"), ("true", "0"), both)),
@@ -217,10 +227,18 @@ pub fn unreadable_cases() -> Vec<GrubCase> {
         byte_values: false,
     };
     vec![
-        case("main-empty-b-pending", EnvFile::Bytes(Vec::new()), fb_a.clone()),
+        case(
+            "main-empty-b-pending",
+            EnvFile::Bytes(Vec::new()),
+            fb_a.clone(),
+        ),
         case("main-corrupt-b-pending", corrupt.clone(), fb_a.clone()),
         case("main-missing-b-pending", EnvFile::Missing, fb_a),
-        case("main-corrupt-no-fallback", corrupt.clone(), EnvFile::Missing),
+        case(
+            "main-corrupt-no-fallback",
+            corrupt.clone(),
+            EnvFile::Missing,
+        ),
         case("main-and-fallback-corrupt", corrupt.clone(), corrupt),
     ]
 }

@@ -217,7 +217,9 @@ fn compare(
     }
     match want_main {
         MainAfter::Unchanged if real_main != main => {
-            diffs.push(format!("env {env} -> GRUB changed the grubenv it could not load"));
+            diffs.push(format!(
+                "env {env} -> GRUB changed the grubenv it could not load"
+            ));
         }
         MainAfter::Unchanged => {}
         MainAfter::Vars(want) => {

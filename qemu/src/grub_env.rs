@@ -83,9 +83,7 @@ pub fn raw_block(lines: &[&[u8]]) -> Vec<u8> {
 ///
 /// Moves to the byte-valued `EnvVars` once it lands: then this is the identity.
 pub fn model_vars(vars: &ByteVars) -> EnvVars {
-    vars.iter()
-        .map(|(k, v)| (lossy(k), lossy(v)))
-        .collect()
+    vars.iter().map(|(k, v)| (lossy(k), lossy(v))).collect()
 }
 
 /// The bytes GRUB should hold after the model turned `before` into `after`: values the
@@ -134,7 +132,10 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let block = GrubCodec::default().encode(&vars).unwrap();
-        assert_eq!(model_vars(&RawEnv::parse(&block).unwrap().effective()), vars);
+        assert_eq!(
+            model_vars(&RawEnv::parse(&block).unwrap().effective()),
+            vars
+        );
         let raw = RawEnv::parse(&raw_block(&[b"A_TRY=1", b"A_TRY=0", b"v=caf\xe9"])).unwrap();
         assert_eq!(raw.pairs.len(), 3);
         assert_eq!(raw.effective()[&b"A_TRY"[..]], b"0");

@@ -27,7 +27,10 @@ pub fn confirmed_slots(vars: &EnvVars) -> Vec<SlotName> {
     let order = vars.get("ORDER").map_or("A B", String::as_str);
     let pending = vars.get("BASCULE_PENDING").map(String::as_str);
     let mut slots = Vec::new();
-    for slot in order.split_whitespace().filter_map(|w| w.parse::<SlotName>().ok()) {
+    for slot in order
+        .split_whitespace()
+        .filter_map(|w| w.parse::<SlotName>().ok())
+    {
         let ok = vars.get(&format!("{slot}_OK")).map(String::as_str) == Some("1");
         if ok && pending != Some(slot.as_str()) && !slots.contains(&slot) {
             slots.push(slot);
@@ -125,7 +128,11 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        assert_eq!(confirmed_slots(&vars), vec![SlotName::B], "missing ORDER is A B");
+        assert_eq!(
+            confirmed_slots(&vars),
+            vec![SlotName::B],
+            "missing ORDER is A B"
+        );
         assert_eq!(fallback_boot(None), None);
     }
 }
