@@ -205,7 +205,10 @@ pub fn simulate_boot(dev: &mut Device) -> Result<BootDecision, Error> {
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let mut vars = dev.env.load()?;
     let decision = dev.scheme.boot(&mut vars, dev.config.boot.attempts);
-    dev.env.commit(&vars)?;
+    // Booting from a fallback env (GRUB's grubenv.good) the script saves nothing.
+    if dev.env.degraded().is_none() {
+        dev.env.commit(&vars)?;
+    }
     let line = match decision {
         BootDecision::Boot(slot) => {
             format!("console=ttyS0 {}={slot}\n", dev.config.boot.cmdline_keys[0])

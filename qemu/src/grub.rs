@@ -203,14 +203,13 @@ impl GrubRig {
             .spawn()
             .map_err(io("start qemu-system-x86_64"))?;
         let choice = watch(&mut child, &serial, self.timeout)?;
-        let text = fs::read(&serial).map_err(io("read serial.log"))?;
+        let console = fs::read(&serial).map_err(io("read serial.log"))?;
         for file in [&vars, &serial] {
             fs::remove_file(file).map_err(io(format!("remove {}", file.display())))?;
         }
-        let serial = text;
         Ok(BootRun {
             choice,
-            serial: String::from_utf8_lossy(&serial).into_owned(),
+            serial: String::from_utf8_lossy(&console).into_owned(),
             elapsed: start.elapsed(),
         })
     }
