@@ -77,7 +77,7 @@ pub fn fallback_boot(fallback: Option<&EnvVars>) -> Option<SlotName> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slot::state::{begin_install, confirm, factory_state, mark_pending};
+    use crate::slot::state::{begin_install, confirm, factory_state, mark_bad, mark_pending};
     use crate::slot::InstalledImage;
 
     fn image() -> InstalledImage {
@@ -120,6 +120,62 @@ mod tests {
         RaucGrub.boot(&mut vars, 3);
         assert_eq!(vars["A_TRY"], "1");
         assert_eq!(confirmed_slots(&vars), vec![SlotName::A]);
+    }
+
+    /// One step of an exhaustive walk; returns the new env and the booted slot.
+    fn step(vars: &EnvVars, booted: SlotName, action: u8) -> (EnvVars, SlotName) {
+        let target = booted.other();
+        match action {
+            0 => {
+                let mut next = vars.clone();
+                match RaucGrub.boot(&mut next, 3) {
+                    BootDecision::Boot(slot) => (next, slot),
+                    BootDecision::NoSlotResetCounters => (next, booted),
+                }
+            }
+            1 => (
+                confirm(&RaucGrub, vars, booted, 3).unwrap_or(vars.clone()),
+                booted,
+            ),
+            2 => (begin_install(&RaucGrub, vars, target), booted),
+            3 => {
+                let writing = begin_install(&RaucGrub, vars, target);
+                (
+                    mark_pending(&RaucGrub, &writing, target, &image(), 3),
+                    booted,
+                )
+            }
+            _ => (
+                mark_bad(&RaucGrub, vars, target).unwrap_or(vars.clone()),
+                booted,
+            ),
+        }
+    }
+
+    #[test]
+    fn every_short_walk_keeps_pending_and_written_slots_out_of_the_fallback() {
+        for walk in 0..5u32.pow(4) {
+            let mut vars = factory_state(&RaucGrub, &EnvVars::new(), SlotName::A, None, 3);
+            let mut booted = SlotName::A;
+            let mut code = walk;
+            for _ in 0..4 {
+                let action = (code % 5) as u8;
+                code /= 5;
+                let target = booted.other();
+                (vars, booted) = step(&vars, booted, action);
+                let fb = fallback_vars(&vars);
+                let named: Vec<&str> = fb["ORDER"].split_whitespace().collect();
+                if matches!(action, 2 | 3) {
+                    assert!(!named.contains(&target.as_str()), "walk {walk}: {fb:?}");
+                }
+                if let Some(pending) = vars.get("BASCULE_PENDING") {
+                    assert!(!named.contains(&pending.as_str()), "walk {walk}: {fb:?}");
+                }
+                for slot in named {
+                    assert_eq!(vars[&format!("{slot}_OK")], "1", "walk {walk}: {vars:?}");
+                }
+            }
+        }
     }
 
     #[test]
