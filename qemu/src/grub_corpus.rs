@@ -6,11 +6,13 @@
 //!   and the scheme's `boot`), each with the fallback file bascule writes beside it;
 //! - [`hostile_cases`]: envs bascule never writes but a device may hold: a missing,
 //!   empty or unknown `ORDER`, missing flags, flags like `" 1"`, `01`, `true`,
-//!   duplicate names, non-UTF-8 values, and an empty, corrupt or missing grubenv.
+//!   duplicate names, non-UTF-8 values, and an empty, corrupt or missing grubenv;
+//! - in the [`full`] corpus only, [`lost_main_cases`]: every walk state with its main
+//!   grubenv emptied, so GRUB boots from the fallback bascule wrote beside it.
 //!
 //! Cases whose bytes the current `EnvVars` (UTF-8 strings) cannot hold are built as raw
 //! blocks and marked [`GrubCase::byte_values`], to move to the byte-valued API.
-use bascule::slot::grub_fallback::fallback_vars;
+use bascule::slot::grub_fallback::{confirmed_slots, fallback_vars};
 use bascule::slot::state::{begin_install, confirm, factory_state, mark_bad, mark_pending};
 use bascule::slot::{BootDecision, BootScheme, InstalledImage, RaucGrub};
 use bascule_hal::env::GrubCodec;
@@ -39,6 +41,9 @@ pub struct GrubCase {
     pub fallback: EnvFile,
     /// Holds a value that is not UTF-8 (needs byte-valued `EnvVars` to be built there).
     pub byte_values: bool,
+    /// When set, the only slots GRUB may boot from this env (the confirmed slots of the
+    /// state bascule wrote), checked apart from the model.
+    pub may_boot: Option<Vec<SlotName>>,
 }
 
 fn encode(vars: &EnvVars) -> EnvFile {
@@ -59,6 +64,7 @@ pub fn written_case(name: &str, main: &EnvVars) -> GrubCase {
         main: encode(main),
         fallback: encode(&fallback_vars(main)),
         byte_values: false,
+        may_boot: None,
     }
 }
 
@@ -193,6 +199,7 @@ pub fn hostile_cases() -> Vec<GrubCase> {
             main: encode(&main),
             fallback: fallback.clone(),
             byte_values: false,
+            may_boot: None,
         })
         .collect();
     for (name, bytes, byte_values) in hostile_raw() {
@@ -201,6 +208,7 @@ pub fn hostile_cases() -> Vec<GrubCase> {
             main: EnvFile::Bytes(bytes),
             fallback: fallback.clone(),
             byte_values,
+            may_boot: None,
         });
     }
     cases.extend(unreadable_cases());
@@ -223,6 +231,10 @@ pub fn unreadable_cases() -> Vec<GrubCase> {
     let case = |name: &str, main: EnvFile, fallback: EnvFile| GrubCase {
         name: name.into(),
         main,
+        may_boot: Some(match fallback {
+            EnvFile::Missing => Vec::new(),
+            EnvFile::Bytes(_) => confirmed_slots(&pending_b),
+        }),
         fallback,
         byte_values: false,
     };
@@ -243,10 +255,34 @@ pub fn unreadable_cases() -> Vec<GrubCase> {
     ]
 }
 
+/// Walk states as bascule wrote them, with the main grubenv then emptied (a torn
+/// `save_env`): GRUB must boot one of the state's confirmed slots from the fallback.
+pub fn lost_main_cases(seed: u64, count: usize) -> Vec<GrubCase> {
+    let mut cases = walk_cases(seed, count);
+    for case in &mut cases {
+        let EnvFile::Bytes(bytes) = &case.main else {
+            continue;
+        };
+        let state = GrubCodec::decode(bytes).expect("walk states decode");
+        case.may_boot = Some(confirmed_slots(&state));
+        case.main = EnvFile::Bytes(Vec::new());
+        case.name = case.name.replace("walk-", "lost-main-");
+    }
+    cases
+}
+
 /// The bounded corpus the test runs: every hostile case and `walks` walk states.
 pub fn bounded(walks: usize) -> Vec<GrubCase> {
     let mut cases = hostile_cases();
     cases.extend(walk_cases(15, walks));
+    cases
+}
+
+/// The whole corpus: [`bounded`] plus each of the `walks` states with its main
+/// grubenv lost.
+pub fn full(walks: usize) -> Vec<GrubCase> {
+    let mut cases = bounded(walks);
+    cases.extend(lost_main_cases(15, walks));
     cases
 }
 

@@ -8,7 +8,9 @@
 //!   `grub_fallback::fallback_boot` on `grubenv.good` predicts the slot, or GRUB
 //!   waiting at its menu when no file names one; neither file changes.
 //!
-//! Compared per boot: the choice, every variable of the grubenv afterwards except
+//! Compared per boot: the choice, that a slot booted is one the case allows
+//! ([`GrubCase::may_boot`]: only confirmed slots when booting from the fallback), every
+//! variable of the grubenv afterwards except
 //! [`SCRATCH_VARS`] (as bytes, each name's effective value, so a duplicate line that
 //! `save_env` left stale shows), and that `grubenv.good` did not change. After a reset
 //! the case boots again from the grubenv GRUB left, as a real machine would.
@@ -231,6 +233,13 @@ fn compare(
                     show(&want)
                 ));
             }
+        }
+    }
+    if let (Some(allowed), GrubChoice::Boot(slot)) = (&case.may_boot, choice) {
+        if !allowed.contains(&slot) {
+            diffs.push(format!(
+                "GRUB booted slot {slot}, which is not confirmed (may boot: {allowed:?})"
+            ));
         }
     }
     if real_fallback != &case.fallback {

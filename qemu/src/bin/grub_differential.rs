@@ -4,6 +4,7 @@
 //! cargo run --release -p bascule-qemu --bin grub_differential -- [WALKS] [CFG] [FILTER]
 //! ```
 //! WALKS is the number of random-walk states (default 60; the bounded test runs 8),
+//! each booted as written and once more with its main grubenv emptied;
 //! CFG the script to run (default: the shipped `bootloader/grub/grub.cfg`), FILTER a
 //! text the case names must contain (default: every case). Prints one
 //! line per env, each disagreement, and last `envs N, boots N, disagreements N`; exits
@@ -47,7 +48,7 @@ fn run(
 ) -> Result<bool, Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
     let rig = GrubRig::new(&text)?;
-    let mut cases = grub_corpus::bounded(walks);
+    let mut cases = grub_corpus::full(walks);
     cases.retain(|c| c.name.contains(filter));
     let report = grub_diff::run(&rig, &cases, grub_diff::jobs(), |name, choices| {
         println!("{name}: {choices:?}");
