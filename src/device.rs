@@ -9,14 +9,13 @@
 //! backends; commands in [`crate::ops`] work on a [`Device`].
 use std::path::{Path, PathBuf};
 
-use bascule_hal::env::{
-    replace_file, DirFiles, GrubCodec, GrubEnv, NativeEnv, NativeLayout, UbootEnv, UbootLayout,
-};
+use bascule_hal::env::{replace_file, DirFiles, NativeEnv, NativeLayout, UbootEnv, UbootLayout};
 use bascule_hal::gpt::{GptAttrEnv, GptAttrLayout, PartitionRef};
 use bascule_hal::{BlockDevice, EnvStore, FileBlock, FileFloor, HalError, SecurityFloorStore};
 use bascule_partitions::{Layout, SlotName};
 
 use crate::config::{BootEnvConfig, SystemConfig};
+use crate::grub_store::GrubStore;
 use crate::install::SlotDevices;
 use crate::slot::chromeos::ChromeosGpt;
 use crate::slot::{booted_slot, root_device, BootScheme, BootedSlotError, RaucGrub, RaucUboot};
@@ -187,7 +186,7 @@ fn open_env(cfg: &BootEnvConfig) -> Result<EnvAndScheme, HalError> {
                         what: path.display().to_string(),
                         reason: "a GRUB environment path must end in a file name".into(),
                     })?;
-            let env = GrubEnv::with_names(DirFiles::new(dir), name, GrubCodec::default());
+            let env = GrubStore::new(DirFiles::new(dir), DirFiles::new(dir), name);
             Ok((Box::new(env), Box::new(RaucGrub)))
         }
         BootEnvConfig::Gpt {

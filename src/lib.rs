@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod device;
 pub mod error;
+pub mod grub_store;
 pub mod install;
 pub mod ops;
 pub mod slot;

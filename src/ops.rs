@@ -59,6 +59,9 @@ pub struct StatusReport {
     pub booted_error: Option<String>,
     pub boot_scheme: String,
     pub bootenv: String,
+    /// Set when the main boot environment is unreadable and a fallback was read: what
+    /// the bootloader boots now, and that the next commit repairs it.
+    pub bootenv_warning: Option<String>,
     pub boot_order: Vec<SlotName>,
     pub slots: Vec<SlotInfo>,
     /// What the bootloader does at the next power-on, if nothing is confirmed first.
@@ -92,6 +95,7 @@ pub fn status(dev: &mut Device) -> Result<StatusReport, Error> {
         booted_error,
         boot_scheme: dev.scheme.name().to_string(),
         bootenv: dev.env.describe(),
+        bootenv_warning: dev.env.degraded(),
         boot_order: boot_state.view.order.clone(),
         slots: boot_state.slots.to_vec(),
         next_boot: state::predict_next_boot(dev.scheme.as_ref(), &vars),
@@ -163,7 +167,7 @@ pub fn mark_good(dev: &mut Device, which: SlotSelector, force: bool) -> Result<M
     let info = boot_state.slot(slot);
     if info.state == SlotState::Good {
         let next = state::confirm(dev.scheme.as_ref(), &vars, slot, dev.config.boot.attempts);
-        let written = commit_if_some(dev, next)?;
+        let written = commit_change(dev.env.as_mut(), &vars, next)?;
         let outcome = GoodOutcome::AlreadyGood;
         return Ok(MarkedGood {
             slot,
@@ -227,13 +231,7 @@ pub fn confirm_and_raise_floor(
     }
     let floor_err = |e| Error::Device(DeviceError::Floor(e));
     let before = floor.read().map_err(floor_err)?;
-    let written = match next {
-        Some(next) => {
-            env.commit(&next)?;
-            true
-        }
-        None => false,
-    };
+    let written = commit_change(env, &vars, next)?;
     let mut now = before;
     if let Some(secver) = boot_state.slot(slot).security_version {
         if floor.raise(secver).map_err(floor_err)? {
@@ -310,14 +308,21 @@ fn why_not_good(state: &SlotState) -> String {
     }
 }
 
-fn commit_if_some(dev: &mut Device, next: Option<EnvVars>) -> Result<bool, Error> {
-    match next {
-        Some(next) => {
-            dev.env.commit(&next)?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+/// Commits `next`; with no change, still rewrites `vars` when the store read them from
+/// a fallback (the main copy is unreadable and this commit repairs it). Returns
+/// whether the environment was written.
+fn commit_change(
+    env: &mut dyn EnvStore,
+    vars: &EnvVars,
+    next: Option<EnvVars>,
+) -> Result<bool, Error> {
+    let next = match next {
+        Some(next) => next,
+        None if env.degraded().is_some() => vars.clone(),
+        None => return Ok(false),
+    };
+    env.commit(&next)?;
+    Ok(true)
 }
 
 /// Marks a slot bad. Returns whether the environment was written.
@@ -328,13 +333,7 @@ pub fn mark_bad(dev: &mut Device, which: SlotSelector) -> Result<(SlotName, bool
     BootState::read(dev.scheme.as_ref(), &vars)?;
     let next = state::mark_bad_keeping_one(dev.scheme.as_ref(), &vars, slot, dev.booted().ok())
         .map_err(|e| Error::Refused(e.to_string()))?;
-    let written = match next {
-        Some(next) => {
-            dev.env.commit(&next)?;
-            true
-        }
-        None => false,
-    };
+    let written = commit_change(dev.env.as_mut(), &vars, next)?;
     Ok((slot, written))
 }
 
@@ -379,7 +378,10 @@ pub fn simulate_boot(dev: &mut Device) -> Result<BootDecision, Error> {
     let _guard = EnvLock::acquire(&dev.config.state_dir)?;
     let mut vars = dev.env.load()?;
     let decision = dev.scheme.boot(&mut vars);
-    dev.env.commit(&vars)?;
+    // Booting from a fallback env (GRUB's grubenv.good) the script saves nothing.
+    if dev.env.degraded().is_none() {
+        dev.env.commit(&vars)?;
+    }
     let line = match decision {
         BootDecision::Boot(slot) => {
             format!("console=ttyS0 {}={slot}\n", dev.config.boot.cmdline_keys[0])

@@ -4,8 +4,16 @@
 //!
 //! Modules: [`tools`] finds the host tools (failing with the Debian package to
 //! install), [`qemu`] runs one QEMU with a deadline, [`uboot`] boots envs on the real
-//! U-Boot, [`corpus`] holds the envs, [`uboot_diff`] compares U-Boot with the model.
+//! U-Boot, [`corpus`] holds the envs, [`uboot_diff`] compares U-Boot with the model; [`grub`] boots grubenvs on the
+//! real GRUB (OVMF) with the transformed script of [`grub_cfg`], [`grub_corpus`]
+//! holds their envs, [`grub_env`] reads grubenv bytes as GRUB does, [`grub_diff`]
+//! compares GRUB with the model.
 pub mod corpus;
+pub mod grub;
+pub mod grub_cfg;
+pub mod grub_corpus;
+pub mod grub_diff;
+pub mod grub_env;
 pub mod qemu;
 pub mod tools;
 pub mod uboot;

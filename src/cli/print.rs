@@ -20,6 +20,9 @@ pub fn status(report: &StatusReport, json: bool) {
     }
     println!("compatible:  {}", report.compatible);
     println!("boot scheme: {} on {}", report.boot_scheme, report.bootenv);
+    if let Some(warning) = &report.bootenv_warning {
+        println!("WARNING:     {warning}");
+    }
     let order: Vec<&str> = report.boot_order.iter().map(|s| s.as_str()).collect();
     println!("boot order:  {}", order.join(" "));
     for info in &report.slots {

@@ -3,6 +3,7 @@
 //! the caller through a [`bascule_hal::EnvStore`].
 pub mod booted;
 pub mod chromeos;
+pub mod grub_fallback;
 pub mod scheme;
 pub mod state;
 

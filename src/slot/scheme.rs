@@ -386,6 +386,11 @@ impl BootScheme for RaucGrub {
     fn boot(&self, vars: &mut EnvVars) -> BootDecision {
         for slot in Self::order_written(vars) {
             if Self::may_boot(vars, slot) {
+                // `save_env A_TRY B_TRY` saves both, a missing one as the script's 0.
+                let other = format!("{}_TRY", slot.other());
+                if vars.get(&other).is_none() {
+                    vars.insert(other, "0");
+                }
                 vars.insert(format!("{slot}_TRY"), "1");
                 return BootDecision::Boot(slot);
             }

@@ -104,6 +104,13 @@ impl GrubCodec {
     /// it; a variable that runs off the end of the block is an error (GRUB silently
     /// stops there), and a later duplicate wins.
     pub fn decode(bytes: &[u8]) -> Result<EnvVars, DecodeError> {
+        Self::decode_listing_duplicates(bytes).map(|(vars, _)| vars)
+    }
+
+    /// [`GrubCodec::decode`], and the names that occur on more than one line. GRUB's
+    /// `load_env` takes the last line of such a name, but its `save_env` rewrites only
+    /// the first, so a value GRUB saves for it never takes effect.
+    pub fn decode_listing_duplicates(bytes: &[u8]) -> Result<(EnvVars, Vec<EnvName>), DecodeError> {
         if bytes.len() > GRUB_ENV_MAX_SIZE {
             return Err(DecodeError::LengthOutOfRange {
                 field: "block size",
@@ -118,6 +125,7 @@ impl GrubCodec {
             });
         }
         let mut vars = EnvVars::new();
+        let mut duplicates = Vec::new();
         let mut pos = sig.len();
         while pos < bytes.len() {
             if bytes[pos] == b'#' {
@@ -125,10 +133,13 @@ impl GrubCodec {
                 continue;
             }
             let (name, value, next) = parse_line(bytes, pos)?;
+            if vars.contains_key(&name) && !duplicates.contains(&name) {
+                duplicates.push(name.clone());
+            }
             vars.insert(name, value);
             pos = next;
         }
-        Ok(vars)
+        Ok((vars, duplicates))
     }
 }
 
@@ -201,6 +212,25 @@ pub struct GrubEnv<F: EnvFiles> {
 }
 
 impl<F: EnvFiles> GrubEnv<F> {
+    /// Loads the variables, and the names that occur on more than one line (see
+    /// [`GrubCodec::decode_listing_duplicates`]).
+    pub fn load_listing_duplicates(&mut self) -> Result<(EnvVars, Vec<EnvName>), HalError> {
+        let Some(bytes) = self.files.read(&self.name, GRUB_ENV_MAX_SIZE)? else {
+            return Err(HalError::EnvMissing {
+                store: self.store_name(),
+            });
+        };
+        if is_erased(&bytes) {
+            return Err(HalError::EnvBlank {
+                store: self.store_name(),
+            });
+        }
+        GrubCodec::decode_listing_duplicates(&bytes).map_err(|e| HalError::EnvCorrupt {
+            store: self.store_name(),
+            detail: format!("the only copy ({} bytes): {e}", bytes.len()),
+        })
+    }
+
     /// The store of `grubenv` (staged through `grubenv.new`) in `files`, 1024-byte blocks.
     pub fn new(files: F) -> Self {
         Self::with_names(files, "grubenv", GrubCodec::default())
@@ -236,20 +266,7 @@ impl GrubEnv<super::files::DirFiles> {
 
 impl<F: EnvFiles> EnvStore for GrubEnv<F> {
     fn load(&mut self) -> Result<EnvVars, HalError> {
-        let Some(bytes) = self.files.read(&self.name, GRUB_ENV_MAX_SIZE)? else {
-            return Err(HalError::EnvMissing {
-                store: self.store_name(),
-            });
-        };
-        if is_erased(&bytes) {
-            return Err(HalError::EnvBlank {
-                store: self.store_name(),
-            });
-        }
-        GrubCodec::decode(&bytes).map_err(|e| HalError::EnvCorrupt {
-            store: self.store_name(),
-            detail: format!("the only copy ({} bytes): {e}", bytes.len()),
-        })
+        self.load_listing_duplicates().map(|(vars, _)| vars)
     }
 
     fn commit(&mut self, vars: &EnvVars) -> Result<(), HalError> {

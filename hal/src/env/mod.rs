@@ -38,6 +38,12 @@ pub trait EnvStore {
     fn commit(&mut self, vars: &EnvVars) -> Result<(), HalError>;
     /// A short human description ("U-Boot env /dev/mmcblk0 @0x3f8000 (redundant)").
     fn describe(&self) -> String;
+    /// When the last `load` could not read the store's main copy and returned a
+    /// fallback state instead: what happened and what the bootloader boots, for
+    /// `status`. The next `commit` rewrites the main copy. `None` for a healthy store.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Builds variables from pairs (unit tests of the stores).
