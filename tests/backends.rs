@@ -5,29 +5,14 @@
 #[path = "../hal/tests/tool/mod.rs"]
 mod tool;
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const SLOT: u64 = 1 << 20;
 
-fn bascule(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bascule"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("run bascule")
-}
-
-fn ok(out: Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bascule failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn status(config: &Path) -> serde_json::Value {
-    serde_json::from_str(&ok(bascule(config, &["status", "--json"]))).expect("status json")
-}
+use common::{bascule_at as bascule, ok_stdout as ok, status_at as status};
 
 fn slot_state(status: &serde_json::Value, slot: usize) -> String {
     status["slots"][slot]["state"]

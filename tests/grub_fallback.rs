@@ -2,32 +2,16 @@
 //! `grubenv`; when `grubenv` is empty, corrupt or missing, `status` says that GRUB boots
 //! the confirmed slot from the fallback, and the next commit (`mark-good`) rewrites it.
 //! The real GRUB side is in `qemu/tests/grub_differential.rs`.
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use bascule_hal::env::GrubCodec;
 use bascule_hal::EnvVars;
 
 const SLOT: u64 = 1 << 20;
 
-fn bascule(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bascule"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("run bascule")
-}
-
-fn ok(out: Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bascule failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn status(config: &Path) -> serde_json::Value {
-    serde_json::from_str(&ok(bascule(config, &["status", "--json"]))).expect("status json")
-}
+use common::{bascule_at as bascule, ok_stdout as ok, status_at as status};
 
 /// A file-backed GRUB device, slot A booted and confirmed with version 1.0.0.
 fn grub_device(dir: &Path) -> PathBuf {

@@ -540,3 +540,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Runs `bascule --config CONFIG ARGS`, for tests that lay out their own device.
+pub fn bascule_at(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bascule"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run bascule")
+}
+
+/// The stdout of a run that must have succeeded.
+#[track_caller]
+pub fn ok_stdout(out: Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bascule failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `bascule status --json` of the device `config` describes, parsed.
+pub fn status_at(config: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok_stdout(bascule_at(config, &["status", "--json"])))
+        .expect("status json")
+}
