@@ -282,6 +282,7 @@ fn release(dir: &Path, key: &Path, version: &str, healthy: bool) -> Result<PathB
         compatible: COMPATIBLE.into(),
         security_version: 1,
         build_id: format!("demo-{version}"),
+        min_from_version: None,
         images: vec![("rootfs".into(), image)],
         compression: Compression::Zstd,
         chunk_size: 1 << 20,

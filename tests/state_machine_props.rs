@@ -129,6 +129,7 @@ fn bundle(major: u32) -> Arc<Vec<u8>> {
         compatible: COMPATIBLE.into(),
         security_version: 1,
         build_id: "props".into(),
+        min_from_version: None,
         images: vec![("rootfs".into(), img)],
         compression: Compression::None,
         chunk_size: CHUNK,

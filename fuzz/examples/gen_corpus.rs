@@ -31,6 +31,7 @@ fn bundle(dir: &Path, name: &str, images: &[usize], compression: Compression) ->
         compatible: "fuzz-board".into(),
         security_version: 2,
         build_id: name.into(),
+        min_from_version: None,
         images: paths,
         compression,
         chunk_size: 4096,

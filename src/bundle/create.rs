@@ -27,6 +27,9 @@ pub struct CreateOptions {
     pub compatible: String,
     pub security_version: u32,
     pub build_id: String,
+    /// The oldest version the release upgrades from directly; sets
+    /// [`FEATURE_MIN_FROM_VERSION`](super::FEATURE_MIN_FROM_VERSION) when present.
+    pub min_from_version: Option<semver::Version>,
     /// (slot class, image file), in payload order.
     pub images: Vec<(String, PathBuf)>,
     pub compression: Compression,
@@ -125,6 +128,7 @@ fn manifest_for(opts: &CreateOptions, images: Vec<ImageEntry>) -> Manifest {
         build_id: opts.build_id.clone(),
         created_unix: created_unix(),
         images,
+        min_from_version: opts.min_from_version.as_ref().map(|v| v.to_string()),
     };
     manifest.required_features = manifest.features_needed();
     manifest

@@ -16,7 +16,7 @@
 //! |-------:|-----:|-------------------|---------------------------------------------------|
 //! | 0      | 8    | magic             | `b"BASCULE\0"`                                    |
 //! | 8      | 2    | format_version    | `1` ([`FORMAT_VERSION`]), else `UnsupportedFormat` |
-//! | 10     | 2    | required_features | bitset: [`FEATURE_XZ`] (bit 0) if an image is xz; a bit outside [`FEATURES_KNOWN`] is `UnknownRequiredFeatures` |
+//! | 10     | 2    | required_features | bitset, see [`FEATURES`]: [`FEATURE_XZ`] (bit 0) if an image is xz, [`FEATURE_MIN_FROM_VERSION`] (bit 1) if the manifest has `min_from_version`; a bit outside [`FEATURES_KNOWN`] is `UnknownRequiredFeatures`, refused by its number before the manifest is read |
 //! | 12     | 4    | manifest_len      | `<=` [`MAX_MANIFEST_LEN`] (8 MiB), checked before allocating |
 //! | 16     | 2    | sig_block_len     | `72` ([`SIG_BLOCK_LEN`])                          |
 //! | 18     | 14   | reserved          | all zero                                          |
@@ -61,7 +61,7 @@
 //!
 //! let mut bad = bytes;
 //! bad[10] = 0x80; // a required feature this bascule does not know
-//! assert!(parse_header(&bad).unwrap_err().to_string().contains("0x0080"));
+//! assert!(parse_header(&bad).unwrap_err().to_string().contains("bit 7 (0x0080)"));
 //! ```
 
 use super::BundleError;
@@ -74,8 +74,21 @@ pub const MAGIC: [u8; 8] = *b"BASCULE\0";
 pub const FORMAT_VERSION: u16 = 1;
 /// Required-feature bit: some image is xz-compressed ([`Compression::Xz`](super::Compression::Xz)).
 pub const FEATURE_XZ: u16 = 1 << 0;
+/// Required-feature bit: the manifest carries `min_from_version`
+/// ([`Manifest::min_from_version`](super::Manifest::min_from_version)), appended after
+/// the version-1 fields.
+pub const FEATURE_MIN_FROM_VERSION: u16 = 1 << 1;
+/// Every required-feature bit this reader understands, with the name that errors,
+/// `bundle info` and `docs/bundle-format.md` use for it. A new bit is added here, in
+/// the docs' table, and nowhere else.
+pub const FEATURES: [(u16, &str); 2] = [
+    (FEATURE_XZ, "xz"),
+    (FEATURE_MIN_FROM_VERSION, "min-from-version"),
+];
 /// Required-feature bits this reader understands.
-pub const FEATURES_KNOWN: u16 = FEATURE_XZ;
+pub const FEATURES_KNOWN: u16 = FEATURE_XZ | FEATURE_MIN_FROM_VERSION;
+/// The version of this bascule, named in refusals of bundles from the future.
+pub const READER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Largest manifest accepted, checked before the manifest buffer is allocated.
 pub const MAX_MANIFEST_LEN: u32 = 8 * 1024 * 1024;
 /// Length of the key id in the signature block.
@@ -143,10 +156,7 @@ pub fn parse_header(bytes: &[u8; HEADER_LEN]) -> Result<Header, BundleError> {
         });
     }
     let required_features = u16_at(10);
-    let unknown = required_features & !FEATURES_KNOWN;
-    if unknown != 0 {
-        return Err(BundleError::UnknownRequiredFeatures { bits: unknown });
-    }
+    check_features(required_features, FEATURES_KNOWN)?;
     let manifest_len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
     if manifest_len > MAX_MANIFEST_LEN {
         return Err(BundleError::ManifestTooLarge {
@@ -172,6 +182,33 @@ pub fn parse_header(bytes: &[u8; HEADER_LEN]) -> Result<Header, BundleError> {
         manifest_len,
         sig_block_len,
     })
+}
+
+/// Refuses `required` if it has a bit outside `known` (this reader's [`FEATURES_KNOWN`];
+/// a parameter so a test can play an older reader).
+pub(crate) fn check_features(required: u16, known: u16) -> Result<(), BundleError> {
+    match required & !known {
+        0 => Ok(()),
+        bits => Err(BundleError::UnknownRequiredFeatures { bits }),
+    }
+}
+
+/// The bits of `bits` as text: `` `xz` (bit 0), bit 5 `` (a name where this reader
+/// knows one, the bit number always).
+pub fn describe_features(bits: u16) -> String {
+    let named: Vec<String> = (0..16)
+        .map(|n| 1u16 << n)
+        .filter(|bit| bits & bit != 0)
+        .map(|bit| match FEATURES.iter().find(|(b, _)| *b == bit) {
+            Some((_, name)) => format!("`{name}` (bit {})", bit.trailing_zeros()),
+            None => format!("bit {}", bit.trailing_zeros()),
+        })
+        .collect();
+    if named.is_empty() {
+        "none".into()
+    } else {
+        named.join(", ")
+    }
 }
 
 #[cfg(test)]
@@ -223,14 +260,48 @@ mod tests {
     #[test]
     fn header_rejects_unknown_required_features() {
         let mut b = good();
-        b[10] = 0x03; // xz (known) and bit 1 (not)
+        b[10] = 0x03; // xz and min-from-version (known) and bit 15 (not)
         b[11] = 0x80;
         let err = parse_header(&b).unwrap_err();
-        assert_eq!(err, BundleError::UnknownRequiredFeatures { bits: 0x8002 });
+        assert_eq!(err, BundleError::UnknownRequiredFeatures { bits: 0x8000 });
         assert_eq!(
             err.to_string(),
-            "bundle needs features this bascule does not know: 0x8002"
+            format!(
+                "bundle needs required feature bit 15 (0x8000), which this bascule \
+                 ({READER_VERSION}) does not know (it knows `xz` (bit 0), `min-from-version` \
+                 (bit 1)); see \"Required features\" in docs/bundle-format.md, and install a \
+                 newer bascule first"
+            )
         );
+    }
+
+    /// The reader before `min_from_version` knew only xz: it refuses a bundle using the
+    /// field by the bit's number, before reading the manifest.
+    #[test]
+    fn an_older_reader_refuses_min_from_version_by_its_bit() {
+        let mut h = Header::new(100);
+        h.required_features = FEATURE_MIN_FROM_VERSION | FEATURE_XZ;
+        let bytes = h.encode();
+        assert_eq!(parse_header(&bytes), Ok(h));
+        let older = check_features(u16_at(&bytes, 10), FEATURE_XZ).unwrap_err();
+        assert_eq!(older, BundleError::UnknownRequiredFeatures { bits: 0b10 });
+        assert!(older.to_string().contains("bit 1 (0x0002)"), "{older}");
+    }
+
+    #[test]
+    fn features_are_named_where_known_and_numbered_always() {
+        assert_eq!(describe_features(0), "none");
+        assert_eq!(
+            describe_features(0b11),
+            "`xz` (bit 0), `min-from-version` (bit 1)"
+        );
+        assert_eq!(describe_features(0x8001), "`xz` (bit 0), bit 15");
+        let known: u16 = FEATURES.iter().fold(0, |acc, (bit, _)| acc | bit);
+        assert_eq!(known, FEATURES_KNOWN);
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_le_bytes([b[at], b[at + 1]])
     }
 
     #[test]

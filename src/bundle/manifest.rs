@@ -1,6 +1,15 @@
 //! The signed manifest: what a bundle contains and where every chunk lies. Pure, no I/O.
 //!
-//! The manifest is postcard-encoded. [`Manifest::decode`] only decodes (it is a fuzz
+//! The manifest is postcard-encoded: first the version-1 fields (the serde fields of
+//! [`Manifest`], in declaration order), then one extension field per required-feature
+//! bit that carries one, in bit order, present exactly when its bit is set in the
+//! manifest's `required_features`. Today that is [`Manifest::min_from_version`]
+//! ([`FEATURE_MIN_FROM_VERSION`]). A manifest without extension bits is byte for byte a
+//! version-1 manifest, so every bundle made before the extensions still decodes, and a
+//! reader that does not know a bit refuses the bundle at the header, by the bit's number,
+//! before it would misread the tail (see "Growing the format" in `docs/bundle-format.md`).
+//!
+//! [`Manifest::decode`] only decodes (it is a fuzz
 //! target); [`Manifest::validate`] then checks every bound and cross-field rule, so code
 //! after it may rely on: chunk counts match sizes, chunk sizes are powers of two within
 //! [`MIN_CHUNK_SIZE`]..=[`MAX_CHUNK_SIZE`], stored lengths are bounded ([`max_stored_len`]),
@@ -12,7 +21,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::format::{FEATURES_KNOWN, FEATURE_XZ, FORMAT_VERSION};
+use super::format::{FEATURES_KNOWN, FEATURE_MIN_FROM_VERSION, FEATURE_XZ, FORMAT_VERSION};
 use super::BundleError;
 
 /// Smallest chunk size accepted.
@@ -86,6 +95,13 @@ pub struct Manifest {
     pub created_unix: u64,
     /// The images, in payload order.
     pub images: Vec<ImageEntry>,
+    /// The oldest running version this release upgrades from directly (semver); a
+    /// device running an older one must install an intermediate release first.
+    /// Extension field of [`FEATURE_MIN_FROM_VERSION`]: encoded after `images`, only
+    /// when that bit is set, so serde skips it and [`Manifest::encode`] and
+    /// [`Manifest::decode`] handle it.
+    #[serde(skip)]
+    pub min_from_version: Option<String>,
 }
 
 /// One image to write into a slot of class `slot_class`.
@@ -156,16 +172,34 @@ impl ImageEntry {
 }
 
 impl Manifest {
-    /// The postcard bytes of this manifest (what gets signed).
+    /// The postcard bytes of this manifest (what gets signed): the version-1 fields,
+    /// then `min_from_version` when present ([`Manifest::validate`] requires its bit
+    /// exactly then).
     pub fn encode(&self) -> Vec<u8> {
         // Serializing plain structs, strings and vectors into a Vec cannot fail.
-        postcard::to_allocvec(self).expect("manifest serializes")
+        let mut bytes = postcard::to_allocvec(self).expect("manifest serializes");
+        if let Some(min_from) = &self.min_from_version {
+            bytes.extend(postcard::to_allocvec(min_from).expect("string serializes"));
+        }
+        bytes
     }
 
     /// Decodes manifest bytes; every byte must be used. Does not validate.
+    ///
+    /// The extension fields are read according to the decoded `required_features`;
+    /// a bit this reader does not know leaves its tail unread, so it is refused as
+    /// unexpected bytes (the header check refuses such a bundle by name first).
     pub fn decode(bytes: &[u8]) -> Result<Manifest, BundleError> {
-        let (manifest, rest) = postcard::take_from_bytes::<Manifest>(bytes)
-            .map_err(|e| BundleError::ManifestDecode(e.to_string()))?;
+        let decode_err = |e: postcard::Error| BundleError::ManifestDecode(e.to_string());
+        let (mut manifest, mut rest) =
+            postcard::take_from_bytes::<Manifest>(bytes).map_err(decode_err)?;
+        if manifest.required_features & FEATURE_MIN_FROM_VERSION != 0 {
+            let (min_from, after) = postcard::take_from_bytes::<String>(rest).map_err(|e| {
+                BundleError::ManifestDecode(format!("min_from_version (feature bit 1): {e}"))
+            })?;
+            manifest.min_from_version = Some(min_from);
+            rest = after;
+        }
         if !rest.is_empty() {
             return Err(BundleError::ManifestDecode(format!(
                 "{} unexpected bytes after the manifest",
@@ -205,14 +239,18 @@ impl Manifest {
         })
     }
 
-    /// The required-feature bits the images need: [`FEATURE_XZ`] if any is xz.
+    /// The required-feature bits this manifest needs: [`FEATURE_XZ`] if an image is
+    /// xz, [`FEATURE_MIN_FROM_VERSION`] if `min_from_version` is present.
     pub fn features_needed(&self) -> u16 {
         let xz = self.images.iter().any(|i| i.compression == Compression::Xz);
+        let mut bits = 0;
         if xz {
-            FEATURE_XZ
-        } else {
-            0
+            bits |= FEATURE_XZ;
         }
+        if self.min_from_version.is_some() {
+            bits |= FEATURE_MIN_FROM_VERSION;
+        }
+        bits
     }
 
     /// Checks every bound and cross-field rule (see the module doc).
@@ -231,6 +269,7 @@ impl Manifest {
         if let Err(e) = semver::Version::parse(&self.version) {
             return invalid(format!("version {:?} is not semver: {e}", self.version));
         }
+        self.validate_min_from_version()?;
         check_text("compatible", &self.compatible, false)?;
         check_text("build_id", &self.build_id, true)?;
         if self.images.is_empty() {
@@ -244,7 +283,7 @@ impl Manifest {
         }
         if self.required_features != self.features_needed() {
             return invalid(format!(
-                "required features {:#06x}, but the images need {:#06x}",
+                "required features {:#06x}, but the manifest needs {:#06x}",
                 self.required_features,
                 self.features_needed()
             ));
@@ -262,6 +301,28 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+impl Manifest {
+    /// `min_from_version`, when present: bounded text, semver, and not newer than the
+    /// release itself (a bundle that upgrades from nothing it can be installed over).
+    fn validate_min_from_version(&self) -> Result<(), BundleError> {
+        let Some(min_from) = &self.min_from_version else {
+            return Ok(());
+        };
+        check_text("min_from_version", min_from, false)?;
+        let invalid = |msg: String| Err(BundleError::ManifestInvalid(msg));
+        let min = match semver::Version::parse(min_from) {
+            Ok(v) => v,
+            Err(e) => return invalid(format!("min_from_version {min_from:?} is not semver: {e}")),
+        };
+        match semver::Version::parse(&self.version) {
+            Ok(version) if min > version => invalid(format!(
+                "min_from_version {min} is newer than the bundle's version {version}"
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -352,6 +413,7 @@ mod tests {
             security_version: 5,
             build_id: "ci-4711".into(),
             created_unix: 1_700_000_000,
+            min_from_version: None,
             images: vec![
                 ImageEntry {
                     slot_class: "rootfs".into(),
@@ -509,11 +571,88 @@ mod tests {
     fn the_xz_feature_bit_is_set_exactly_when_an_image_is_xz() {
         let mut m = sample();
         m.required_features = FEATURE_XZ;
-        rejects(&m, "required features 0x0001, but the images need 0x0000");
+        rejects(
+            &m,
+            "required features 0x0001, but the manifest needs 0x0000",
+        );
         m.images[1].compression = Compression::Xz;
         assert_eq!(m.validate(), Ok(()));
         m.required_features = 0;
-        rejects(&m, "required features 0x0000, but the images need 0x0001");
+        rejects(
+            &m,
+            "required features 0x0000, but the manifest needs 0x0001",
+        );
+    }
+
+    fn with_min_from(min_from: &str) -> Manifest {
+        let mut m = sample();
+        m.min_from_version = Some(min_from.into());
+        m.required_features = FEATURE_MIN_FROM_VERSION;
+        m
+    }
+
+    #[test]
+    fn min_from_version_round_trips_after_the_version_1_fields() {
+        let m = with_min_from("1.0.0");
+        assert_eq!(m.validate(), Ok(()));
+        let bytes = m.encode();
+        assert_eq!(Manifest::decode(&bytes), Ok(m.clone()));
+        // The version-1 fields come first, unchanged; the field is their tail.
+        let mut plain = m.clone();
+        plain.min_from_version = None;
+        let v1 = plain.encode();
+        assert_eq!(&bytes[..v1.len()], &v1[..]);
+        assert_eq!(&bytes[v1.len()..], b"\x051.0.0");
+    }
+
+    #[test]
+    fn a_manifest_without_min_from_version_is_a_version_1_manifest() {
+        let m = sample();
+        let bytes = m.encode();
+        let decoded = Manifest::decode(&bytes).unwrap();
+        assert_eq!(decoded.min_from_version, None);
+        assert_eq!(decoded, m);
+    }
+
+    #[test]
+    fn min_from_version_is_read_exactly_when_its_bit_is_set() {
+        // Bit set but no field: the manifest ends early.
+        let mut m = sample();
+        m.required_features = FEATURE_MIN_FROM_VERSION;
+        let err = Manifest::decode(&m.encode()).unwrap_err();
+        assert!(err.to_string().contains("min_from_version"), "{err}");
+        // Field present but bit clear: its bytes are unexpected.
+        let mut m = with_min_from("1.0.0");
+        m.required_features = 0;
+        let err = Manifest::decode(&m.encode()).unwrap_err();
+        assert!(err.to_string().contains("6 unexpected bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_min_from_version_bit_is_set_exactly_when_the_field_is() {
+        let mut m = with_min_from("1.0.0");
+        m.required_features = 0;
+        rejects(
+            &m,
+            "required features 0x0000, but the manifest needs 0x0002",
+        );
+        let mut m = sample();
+        m.required_features = FEATURE_MIN_FROM_VERSION;
+        rejects(
+            &m,
+            "required features 0x0002, but the manifest needs 0x0000",
+        );
+    }
+
+    #[test]
+    fn validate_rejects_a_bad_min_from_version() {
+        rejects(&with_min_from("2"), "min_from_version \"2\" is not semver");
+        rejects(&with_min_from(""), "min_from_version is empty");
+        rejects(
+            &with_min_from("1.2.4"),
+            "min_from_version 1.2.4 is newer than the bundle's version 1.2.3-rc.1",
+        );
+        assert_eq!(with_min_from("1.2.3-rc.1").validate(), Ok(()));
     }
 
     #[test]

@@ -36,8 +36,8 @@ pub use chunk::{
 };
 pub use create::{create_bundle, CreateOptions};
 pub use format::{
-    parse_header, Header, FEATURES_KNOWN, FEATURE_XZ, FORMAT_VERSION, HEADER_LEN, MAGIC,
-    MAX_MANIFEST_LEN, SIG_BLOCK_LEN,
+    describe_features, parse_header, Header, FEATURES, FEATURES_KNOWN, FEATURE_MIN_FROM_VERSION,
+    FEATURE_XZ, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_MANIFEST_LEN, READER_VERSION, SIG_BLOCK_LEN,
 };
 pub use keys::{keygen, load_public_key, load_signing_key, KeyId, Keyring};
 pub use manifest::{
@@ -55,9 +55,13 @@ pub enum BundleError {
     Io { context: String, message: String },
     #[error("not a bascule bundle: bad magic bytes at offset 0")]
     BadMagic,
-    #[error("bundle format version {found} is not supported (this bascule reads version {FORMAT_VERSION})")]
+    #[error(
+        "bundle format version {found} is not supported by this bascule ({READER_VERSION}), \
+         which reads version {FORMAT_VERSION} only: a newer format needs a newer bascule"
+    )]
     UnsupportedFormat { found: u16 },
-    #[error("bundle needs features this bascule does not know: {bits:#06x}")]
+    /// `bits` are only the bits this reader does not know.
+    #[error("{}", unknown_features(*bits))]
     UnknownRequiredFeatures { bits: u16 },
     #[error("bundle header: reserved byte at offset {offset} is not zero")]
     HeaderReserved { offset: usize },
@@ -129,6 +133,23 @@ pub enum BundleError {
     Entropy { message: String },
     #[error("cannot create bundle: {0}")]
     InvalidOptions(String),
+}
+
+/// The refusal of required-feature bits this reader does not know: each by its
+/// number, with what this reader does know and where the bits are documented.
+fn unknown_features(bits: u16) -> String {
+    let numbers: Vec<String> = (0..16)
+        .filter(|n| bits & (1 << n) != 0)
+        .map(|n| n.to_string())
+        .collect();
+    let plural = if numbers.len() == 1 { "" } else { "s" };
+    format!(
+        "bundle needs required feature bit{plural} {} ({bits:#06x}), which this bascule \
+         ({READER_VERSION}) does not know (it knows {}); see \"Required features\" in \
+         docs/bundle-format.md, and install a newer bascule first",
+        numbers.join(", "),
+        format::describe_features(FEATURES_KNOWN),
+    )
 }
 
 impl BundleError {

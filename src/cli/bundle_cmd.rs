@@ -34,6 +34,11 @@ pub struct CreateArgs {
     /// Anti-rollback counter: devices refuse bundles below the highest confirmed one.
     #[arg(long, default_value_t = 0)]
     pub security_version: u32,
+    /// Oldest running version this release upgrades from directly (semver). Devices
+    /// running an older version refuse the bundle and name this one; older bascule
+    /// versions, which do not know the field, refuse it by its feature bit.
+    #[arg(long)]
+    pub min_from_version: Option<semver::Version>,
     /// Free-form build identifier.
     #[arg(long, default_value = "")]
     pub build_id: String,
@@ -69,6 +74,7 @@ pub fn create(args: &CreateArgs) -> Result<(), Error> {
         compatible: args.compatible.clone(),
         security_version: args.security_version,
         build_id: args.build_id.clone(),
+        min_from_version: args.min_from_version.clone(),
         images: args.images.clone(),
         compression: args.compress,
         chunk_size: args.chunk_size,

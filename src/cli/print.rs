@@ -1,5 +1,5 @@
 //! What the commands print: plain sentences for people, JSON for machines.
-use crate::bundle::{KeyId, Manifest};
+use crate::bundle::{describe_features, KeyId, Manifest};
 use crate::install::{hex, InstallReport};
 use crate::ops::{GoodOutcome, MarkedGood, StatusReport};
 use crate::slot::BootDecision;
@@ -138,6 +138,8 @@ pub fn bundle_info(m: &Manifest, key_id: KeyId, verdict: &str, json: bool) {
         let doc = serde_json::json!({
             "version": m.version, "compatible": m.compatible, "security_version": m.security_version,
             "build_id": m.build_id, "created_unix": m.created_unix, "key_id": key_id.to_string(),
+            "min_from_version": m.min_from_version, "required_features": m.required_features,
+            "required_feature_names": describe_features(m.required_features),
             "signature": verdict, "images": images,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -147,6 +149,17 @@ pub fn bundle_info(m: &Manifest, key_id: KeyId, verdict: &str, json: bool) {
     println!("compatible:       {}", m.compatible);
     println!("security version: {}", m.security_version);
     println!("build id:         {}", m.build_id);
+    println!(
+        "upgrades from:    {}",
+        match &m.min_from_version {
+            Some(v) => format!("{v} or newer (min_from_version)"),
+            None => "any version".into(),
+        }
+    );
+    println!(
+        "features needed:  {}",
+        describe_features(m.required_features)
+    );
     println!("signed by key:    {key_id}");
     println!("signature:        {verdict}");
     for (n, i) in m.images.iter().enumerate() {

@@ -8,7 +8,17 @@
 //! confirmed slot would leave nothing to fall back to); a slot other than the target
 //! stays bootable while it is written ([`state::begin_install`] decides, the same
 //! transition the engine commits); the version is not a downgrade (unless allowed)
-//! and never below the security floor; each image fits its slot.
+//! and never below the security floor; the running version is one the bundle upgrades
+//! from directly (`min_from_version`); each image fits its slot.
+//!
+//! `min_from_version` is compared with the booted slot's recorded version. A device
+//! whose running version is unknown (no version recorded, or not semver) refuses a
+//! bundle that declares one unless `--force` is given: the bundle's author said that
+//! older versions must go through an intermediate release (a data migration, a
+//! bootloader step), and nothing on the device shows that it did; the operator who
+//! knows the running version vouches for it with `--force`. A known running version
+//! below `min_from_version` is refused even with `--force`: install the version the
+//! error names first.
 use bascule_hal::EnvVars;
 use bascule_partitions::SlotName;
 use semver::Version;
@@ -81,6 +91,27 @@ pub enum PlanError {
     Downgrade { bundle: String, running: String },
     #[error("bundle security version {bundle} is below this device's security floor {floor}; refused even with --allow-downgrade")]
     BelowSecurityFloor { bundle: u32, floor: u32 },
+    #[error(
+        "bundle {bundle} upgrades only from {min_from} or newer; this device runs {running}: \
+         install {min_from} (or newer) first"
+    )]
+    BelowMinFromVersion {
+        bundle: String,
+        min_from: String,
+        running: String,
+    },
+    #[error(
+        "bundle {bundle} upgrades only from {min_from} or newer, and the running version of \
+         slot {booted} is unknown ({recorded}): install {min_from} (or newer) first, or pass \
+         --force if the device is known to run {min_from} or newer"
+    )]
+    RunningVersionUnknown {
+        bundle: String,
+        min_from: String,
+        booted: SlotName,
+        /// What the environment records: "none recorded" or the unparsable text.
+        recorded: String,
+    },
     #[error("bundle version {0:?} is not a semantic version")]
     BadVersion(String),
     #[error("image {image} ({class}) is {size} bytes but slot {class}.{slot} holds only {slot_size} bytes")]
@@ -189,8 +220,9 @@ fn check_version(
     }
     let bundle = Version::parse(&manifest.version)
         .map_err(|_| PlanError::BadVersion(manifest.version.clone()))?;
-    let running = boot_state.slot(input.booted).version.as_deref();
-    let Some(running) = running.and_then(|v| Version::parse(v).ok()) else {
+    let recorded = boot_state.slot(input.booted).version.as_deref();
+    check_upgrade_path(manifest, input, recorded)?;
+    let Some(running) = recorded.and_then(|v| Version::parse(v).ok()) else {
         return Ok(()); // nothing known about the running version: no downgrade check possible
     };
     if bundle < running && !input.allow_downgrade {
@@ -200,6 +232,37 @@ fn check_version(
         });
     }
     Ok(())
+}
+
+/// The running version (`recorded`, the booted slot's) is one the bundle upgrades from
+/// directly: at least `min_from_version`, when the bundle declares one.
+fn check_upgrade_path(
+    manifest: &Manifest,
+    input: &PlanInput,
+    recorded: Option<&str>,
+) -> Result<(), PlanError> {
+    let Some(min_from) = &manifest.min_from_version else {
+        return Ok(());
+    };
+    let min = Version::parse(min_from).map_err(|_| PlanError::BadVersion(min_from.clone()))?;
+    match recorded.map(|v| (v, Version::parse(v))) {
+        Some((_, Ok(running))) if running >= min => Ok(()),
+        Some((_, Ok(running))) => Err(PlanError::BelowMinFromVersion {
+            bundle: manifest.version.clone(),
+            min_from: min.to_string(),
+            running: running.to_string(),
+        }),
+        _ if input.force => Ok(()),
+        unknown => Err(PlanError::RunningVersionUnknown {
+            bundle: manifest.version.clone(),
+            min_from: min.to_string(),
+            booted: input.booted,
+            recorded: match unknown {
+                Some((text, _)) => format!("{text:?} is not semver"),
+                None => "none recorded".into(),
+            },
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +281,7 @@ mod tests {
             security_version: secver,
             build_id: "b".into(),
             created_unix: 0,
+            min_from_version: None,
             images: vec![ImageEntry {
                 slot_class: "rootfs".into(),
                 size,
@@ -345,5 +409,72 @@ mod tests {
             Err(PlanError::BootedSlotPending(SlotName::A))
         );
         assert!(plan(&m, &pending_a, |i| i.force = true).is_ok());
+    }
+
+    fn upgrading_from(version: &str, min_from: &str) -> Manifest {
+        let mut m = manifest(version, 1, 4096);
+        m.min_from_version = Some(min_from.into());
+        m
+    }
+
+    #[test]
+    fn refuses_a_bundle_the_running_version_cannot_reach_naming_the_one_needed() {
+        let m = upgrading_from("3.0.0", "2.0.0");
+        let err = plan(&m, &env("1.0.0"), |_| {}).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::BelowMinFromVersion {
+                bundle: "3.0.0".into(),
+                min_from: "2.0.0".into(),
+                running: "1.0.0".into(),
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "bundle 3.0.0 upgrades only from 2.0.0 or newer; this device runs 1.0.0: \
+             install 2.0.0 (or newer) first"
+        );
+        // Neither --force nor --allow-downgrade skips a known, too old running version.
+        let forced = plan(&m, &env("1.0.0"), |i| {
+            i.force = true;
+            i.allow_downgrade = true;
+        });
+        assert!(matches!(forced, Err(PlanError::BelowMinFromVersion { .. })));
+    }
+
+    #[test]
+    fn accepts_the_min_from_version_itself_and_newer() {
+        let m = upgrading_from("3.0.0", "2.0.0");
+        for running in ["2.0.0", "2.5.1", "3.0.0-rc.1"] {
+            assert!(plan(&m, &env(running), |_| {}).is_ok(), "{running}");
+        }
+        assert!(matches!(
+            plan(&m, &env("2.0.0-rc.1"), |_| {}),
+            Err(PlanError::BelowMinFromVersion { .. })
+        ));
+        // Without the field, any running version goes (the downgrade rule aside).
+        assert!(plan(&manifest("3.0.0", 1, 4096), &env("0.0.1"), |_| {}).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_running_version_is_refused_unless_forced() {
+        let m = upgrading_from("3.0.0", "2.0.0");
+        let mut none = env("1.0.0");
+        none.remove("BASCULE_A_VERSION");
+        let err = plan(&m, &none, |_| {}).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::RunningVersionUnknown { recorded, .. } if recorded == "none recorded"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("install 2.0.0 (or newer) first"),
+            "{err}"
+        );
+        assert!(plan(&m, &none, |i| i.force = true).is_ok());
+        let mut garbled = env("1.0.0");
+        garbled.insert("BASCULE_A_VERSION", "one");
+        let err = plan(&m, &garbled, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("\"one\" is not semver"), "{err}");
+        assert!(plan(&m, &garbled, |i| i.force = true).is_ok());
     }
 }

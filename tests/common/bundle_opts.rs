@@ -18,6 +18,8 @@ pub struct BundleOpts {
     /// Secret key; `None` means the fixture's key.
     pub key: Option<PathBuf>,
     pub class: String,
+    /// `--min-from-version`, when set.
+    pub min_from_version: Option<String>,
 }
 
 impl Default for BundleOpts {
@@ -31,6 +33,7 @@ impl Default for BundleOpts {
             security_version: 0,
             key: None,
             class: "rootfs".into(),
+            min_from_version: None,
         }
     }
 }
@@ -54,6 +57,9 @@ impl BundleOpts {
             args.push(flag.into());
             args.push(value);
         }
+        if let Some(min_from) = &self.min_from_version {
+            args.extend(["--min-from-version".to_string(), min_from.clone()]);
+        }
         args
     }
 
@@ -75,6 +81,10 @@ impl BundleOpts {
     }
     pub fn key(mut self, k: &Path) -> Self {
         self.key = Some(k.to_path_buf());
+        self
+    }
+    pub fn min_from(mut self, v: &str) -> Self {
+        self.min_from_version = Some(v.into());
         self
     }
     pub fn chunk_size(mut self, n: u32) -> Self {

@@ -443,6 +443,25 @@ size = {size}
         self.run(&args)
     }
 
+    /// `bundle` (signed with the fixture's key) with its manifest replaced by
+    /// `manifest` and the header's format version and required features set to
+    /// `format` and `features`, signed again with the fixture's key: a bundle whose
+    /// signature is good whatever it says.
+    pub fn resigned(&self, bundle: &[u8], format: u16, features: u16, manifest: &[u8]) -> Vec<u8> {
+        use ed25519_dalek::Signer;
+        let key = bascule::bundle::load_signing_key(&self.key).expect("load signing key");
+        let mut out = bundle[..HEADER_LEN].to_vec();
+        out[8..10].copy_from_slice(&format.to_le_bytes());
+        out[10..12].copy_from_slice(&features.to_le_bytes());
+        let len = u32::try_from(manifest.len()).expect("manifest length");
+        out[12..16].copy_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&bundle[HEADER_LEN..HEADER_LEN + 8]); // same key id
+        out.extend_from_slice(&key.sign(manifest).to_bytes());
+        out.extend_from_slice(manifest);
+        out.extend_from_slice(&bundle[payload_offset(bundle)..]);
+        out
+    }
+
     /// `bascule status --json`, parsed.
     pub fn status_json(&self) -> serde_json::Value {
         let run = self.run(&["status", "--json"]).ok();

@@ -75,6 +75,7 @@ fn build_release(
         compatible: COMPATIBLE.into(),
         security_version,
         build_id: format!("powercut-{version}"),
+        min_from_version: None,
         images: vec![("rootfs".into(), path)],
         compression,
         chunk_size: CHUNK,

@@ -61,6 +61,7 @@ pub(crate) fn build(
         compatible: "acme-gw".into(),
         security_version: 3,
         build_id: "test".into(),
+        min_from_version: None,
         images: paths,
         compression,
         chunk_size: CS,
@@ -264,6 +265,7 @@ fn failed_create_leaves_no_output() {
         compatible: "x".into(),
         security_version: 0,
         build_id: String::new(),
+        min_from_version: None,
         images: vec![("rootfs".into(), PathBuf::from("/nonexistent/image"))],
         compression: Compression::None,
         chunk_size: CS,
@@ -292,6 +294,7 @@ fn create_checks_options_before_reading_images() {
         compatible: "x".into(),
         security_version: 0,
         build_id: String::new(),
+        min_from_version: None,
         images: vec![
             ("rootfs".into(), missing.clone()),
             ("rootfs".into(), missing),
