@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::bundle::{BundleReader, Keyring};
 use crate::config::BootEnvConfig;
 use crate::device::{Device, DeviceError};
+use crate::health::{self, history::History, history::Record};
 use crate::install::lock::{EnvLock, InstallLock};
 use crate::install::{self, InstallOptions, InstallReport, InstallTarget, Progress};
 use crate::slot::state::NextBoot;
@@ -73,6 +74,9 @@ pub struct StatusReport {
     pub state_dir: String,
     /// Environment writes one ordinary boot of this state costs (bootloader + confirm).
     pub env_writes_per_boot: u32,
+    /// Why each slot that is bad now got there, when the health history knows: the
+    /// newest failed probe, or revert without one, of the release it holds.
+    pub rollbacks: Vec<Record>,
     /// The raw variables, for the curious and for scripts.
     pub env: EnvVars,
 }
@@ -103,6 +107,7 @@ pub fn status(dev: &mut Device) -> Result<StatusReport, Error> {
         security_floor_store: dev.floor.describe(),
         state_dir: format!("{} ({})", dev.config.state_dir.display(), dev.placement),
         env_writes_per_boot,
+        rollbacks: health::rollback_reasons(&History::new(&dev.config.state_dir), &boot_state),
         env: vars,
     })
 }

@@ -63,6 +63,16 @@ pub enum Command {
         #[arg(default_value = "other")]
         slot: SlotSelector,
     },
+    /// Run the health probe (`[health]` in system.toml): every check passes, the
+    /// booted slot is confirmed; one fails, `on_failure` reboots, marks the slot bad
+    /// and reboots, or stays. Exits non-zero when the probe fails.
+    Health,
+    /// List the health history (probes, failures, reverts), oldest first.
+    History {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Bootloader simulator: one power-on of a file-backed device (demos and tests).
     SimulateBoot,
     /// Factory step: write a complete first boot state (GOOD confirmed, the other slot bad).
@@ -172,6 +182,22 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::MarkBad { slot } => {
             let (slot, written) = ops::mark_bad(&mut open_device(&cli.config)?, slot)?;
             print::marked("bad", slot, written);
+            Ok(())
+        }
+        Command::Health => {
+            let report = crate::health::run(&mut open_device(&cli.config)?)?;
+            print::health(&report);
+            match crate::health::failed_error(&report) {
+                Some(err) => Err(err.into()),
+                None => Ok(()),
+            }
+        }
+        Command::History { json } => {
+            let config = SystemConfig::load(&cli.config)?;
+            let read = crate::health::history::History::new(&config.state_dir)
+                .read()
+                .map_err(crate::health::HealthError::from)?;
+            print::history(&read, json);
             Ok(())
         }
         Command::SimulateBoot => {
