@@ -6,7 +6,7 @@
 //! a revert the probe never saw.
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bascule::slot::{BadReason, SlotState};
 use bascule_partitions::SlotName;
@@ -49,8 +49,9 @@ fn rebooted(fx: &Fixture) -> bool {
     was
 }
 
-/// Installs v2 (security version 1) into B and boots it: B pending, booted.
-fn pending_v2(fx: &Fixture) {
+/// Installs v2 (security version 1) into B and boots it: B pending, booted. Returns
+/// the bundle.
+fn pending_v2(fx: &Fixture) -> PathBuf {
     let bundle = fx.bundle(
         &fx.image(IMAGE_LEN, 2),
         &BundleOpts::default().version("2.0.0").secver(1),
@@ -62,6 +63,7 @@ fn pending_v2(fx: &Fixture) {
         fx.slot_state(SlotName::B),
         SlotState::Pending { .. }
     ));
+    bundle
 }
 
 fn env_file(fx: &Fixture) -> Vec<u8> {
@@ -265,7 +267,7 @@ fn a_deadline_that_runs_out_fails_the_probe() {
 fn a_revert_without_a_probe_is_recorded_once_by_the_old_slot() {
     let fx = Fixture::new();
     configure(&fx, "reboot", "", &app_check(&fx));
-    pending_v2(&fx);
+    let bundle = pending_v2(&fx);
     // B panics at every boot: the probe never runs there.
     for _ in 0..ATTEMPTS {
         fx.run(&["simulate-boot"]).ok();
@@ -295,4 +297,48 @@ fn a_revert_without_a_probe_is_recorded_once_by_the_old_slot() {
         "{status}"
     );
     assert!(Path::new(&fx.path("state/health-history")).exists());
+    // The release the bootloader took back is quarantined too.
+    fx.install(&bundle, &[]).fails_with(&[
+        "refusing to install v2.0.0",
+        "the bootloader rolled it back without a probe",
+    ]);
+}
+
+#[test]
+fn a_quarantined_release_is_refused_and_force_or_clearing_overrides() {
+    let fx = Fixture::new();
+    configure(&fx, "mark-bad", "", &app_check(&fx));
+    let bundle = pending_v2(&fx);
+    let manifest = fx.env().get_str("BASCULE_B_MANIFEST").map(str::to_string);
+    let manifest = manifest.expect("the install recorded no manifest hash");
+    assert!(manifest.len() == 64 && manifest.bytes().all(|b| b.is_ascii_hexdigit()));
+    break_app(&fx);
+    fx.run(&["health"]).fails_with(&["marked the slot bad"]);
+    assert_eq!(history_json(&fx)[0]["manifest"], manifest.as_str());
+    fx.run(&["simulate-boot"]).ok();
+    assert_eq!(fx.booted(), SlotName::A);
+    let before = fx.snapshot();
+    fx.install(&bundle, &[]).fails_with(&[
+        &format!("refusing to install v2.0.0 (manifest sha256 {manifest})"),
+        "its health probe failed (stage \"boot\", check \"app\": sh exit status: 1)",
+        "in slot B at 20",
+        "--force installs it anyway",
+        "--clear-quarantine",
+    ]);
+    fx.assert_untouched(&before);
+    // Another build of the same version is another release: not quarantined.
+    let rebuilt = fx.bundle(
+        &fx.image(IMAGE_LEN, 7),
+        &BundleOpts::default().version("2.0.0").secver(1),
+    );
+    fx.install(&rebuilt, &["--dry-run"]).ok();
+    fx.install(&bundle, &["--force"]).ok();
+    assert!(matches!(
+        fx.slot_state(SlotName::B),
+        SlotState::Pending { .. }
+    ));
+    fx.install(&bundle, &[]).fails_with(&["quarantined"]);
+    let run = fx.run(&["history", "--clear-quarantine"]).ok();
+    assert!(run.stdout.contains("quarantine lifted"), "{}", run.stdout);
+    fx.install(&bundle, &[]).ok();
 }

@@ -72,6 +72,10 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Lift the quarantine of every release that failed so far: later installs
+        /// accept them again.
+        #[arg(long)]
+        clear_quarantine: bool,
     },
     /// Bootloader simulator: one power-on of a file-backed device (demos and tests).
     SimulateBoot,
@@ -125,7 +129,8 @@ pub struct InstallArgs {
     /// Allow a lower version than the running one (never below the security floor).
     #[arg(long)]
     pub allow_downgrade: bool,
-    /// Install even while the booted slot is still pending.
+    /// Install even while the booted slot is still pending, or a release that is
+    /// quarantined (it failed its health probe here, or was rolled back).
     #[arg(long)]
     pub force: bool,
     /// Slot to write (default: the one not booted). The booted slot is always refused.
@@ -192,7 +197,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 None => Ok(()),
             }
         }
-        Command::History { json } => {
+        Command::History {
+            clear_quarantine: true,
+            ..
+        } => {
+            let record = crate::health::clear_quarantine(&open_device(&cli.config)?)?;
+            println!(
+                "quarantine lifted: releases that failed before {} install again",
+                crate::health::history::format_time(record.time)
+            );
+            Ok(())
+        }
+        Command::History { json, .. } => {
             let config = SystemConfig::load(&cli.config)?;
             let read = crate::health::history::History::new(&config.state_dir)
                 .read()

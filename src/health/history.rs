@@ -36,6 +36,9 @@ pub enum Outcome {
     /// The bootloader rolled the slot back without a probe having failed on it (a
     /// kernel panic, a hang): recorded by the next probe of the other slot.
     RevertedWithoutProbe,
+    /// `bascule history --clear-quarantine`: releases that failed before this record
+    /// are installed again.
+    QuarantineCleared,
 }
 
 impl std::fmt::Display for Outcome {
@@ -44,6 +47,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Confirmed => "confirmed",
             Outcome::Failed => "failed",
             Outcome::RevertedWithoutProbe => "reverted-without-probe",
+            Outcome::QuarantineCleared => "quarantine-cleared",
         })
     }
 }
@@ -56,6 +60,9 @@ pub struct Record {
     pub slot: SlotName,
     /// The version bascule installed in the slot, if it knows.
     pub version: Option<String>,
+    /// The SHA-256 (hex) of that release's signed manifest, if recorded.
+    #[serde(default)]
+    pub manifest: Option<String>,
     pub outcome: Outcome,
     /// The stage of the failed check.
     pub stage: Option<String>,
@@ -258,6 +265,7 @@ mod tests {
             time: n,
             slot: SlotName::B,
             version: Some(format!("1.0.{n}")),
+            manifest: None,
             outcome: Outcome::Failed,
             stage: Some("boot".into()),
             check: Some("app".into()),

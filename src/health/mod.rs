@@ -23,7 +23,7 @@ use bascule_partitions::SlotName;
 use crate::device::Device;
 use crate::install::lock::EnvLock;
 use crate::ops::{self, Confirmation};
-use crate::slot::{state, BadReason, BootState, SlotState};
+use crate::slot::{state, BadReason, BootState, SlotInfo, SlotState};
 use crate::Error;
 use config::{Check, HealthConfig, OnFailure};
 use history::{History, HistoryError, Outcome, Record};
@@ -126,6 +126,7 @@ pub fn run(dev: &mut Device) -> Result<ProbeReport, Error> {
     let recorded_revert = record_revert_without_probe(dev, &history, &boot_state)?;
     let info = boot_state.slot(slot);
     let version = info.version.clone();
+    let manifest = info.manifest.clone();
     let boot_count = boot_count(
         dev.config.boot.attempts,
         boot_state.view.tries[slot.index()],
@@ -135,6 +136,7 @@ pub fn run(dev: &mut Device) -> Result<ProbeReport, Error> {
         time: now(),
         slot,
         version: version.clone(),
+        manifest: manifest.clone(),
         outcome,
         stage: failure.map(|f| f.stage.clone()),
         check: failure.map(|f| f.check.clone()),
@@ -312,7 +314,7 @@ fn record_revert_without_probe(
         .map_err(HealthError::from)?
         .records
         .iter()
-        .any(|r| explains_rollback(r, other.slot, other.version.as_deref()));
+        .any(|r| explains_rollback(r, other));
     if known {
         return Ok(None);
     }
@@ -320,6 +322,7 @@ fn record_revert_without_probe(
         time: now(),
         slot: other.slot,
         version: other.version.clone(),
+        manifest: other.manifest.clone(),
         outcome: Outcome::RevertedWithoutProbe,
         stage: None,
         check: None,
@@ -341,15 +344,24 @@ fn record_revert_without_probe(
     Ok(Some(record))
 }
 
-/// Whether `record` tells why `version` in `slot` is not running: a failed probe or
-/// a revert without one.
-pub fn explains_rollback(record: &Record, slot: SlotName, version: Option<&str>) -> bool {
-    record.slot == slot
-        && record.version.as_deref() == version
-        && matches!(
-            record.outcome,
-            Outcome::Failed | Outcome::RevertedWithoutProbe
-        )
+/// Whether `record` tells why the release in `info` is not running: a failed probe
+/// or a revert without one, of the same version (and manifest, when both know it).
+pub fn explains_rollback(record: &Record, info: &SlotInfo) -> bool {
+    let same_manifest = match (&record.manifest, &info.manifest) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    record.slot == info.slot
+        && record.version == info.version
+        && same_manifest
+        && is_failure(record)
+}
+
+fn is_failure(record: &Record) -> bool {
+    matches!(
+        record.outcome,
+        Outcome::Failed | Outcome::RevertedWithoutProbe
+    )
 }
 
 /// The newest record that explains why each bad slot with a known version is bad.
@@ -365,10 +377,51 @@ pub fn rollback_reasons(history: &History, boot_state: &BootState) -> Vec<Record
             read.records
                 .iter()
                 .rev()
-                .find(|r| explains_rollback(r, info.slot, info.version.as_deref()))
+                .find(|r| explains_rollback(r, info))
                 .cloned()
         })
         .collect()
+}
+
+/// The record that quarantines the release whose manifest hashes to `manifest`: its
+/// newest failure on this device, unless the quarantine was cleared or the release
+/// confirmed itself since.
+pub fn quarantine(records: &[Record], manifest: &str) -> Option<Record> {
+    for record in records.iter().rev() {
+        if record.outcome == Outcome::QuarantineCleared {
+            return None;
+        }
+        if record.manifest.as_deref() != Some(manifest) {
+            continue;
+        }
+        match record.outcome {
+            Outcome::Confirmed => return None,
+            _ if is_failure(record) => return Some(record.clone()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Appends the record that lifts every quarantine so far.
+pub fn clear_quarantine(dev: &Device) -> Result<Record, Error> {
+    let record = Record {
+        time: now(),
+        slot: dev.booted()?,
+        version: None,
+        manifest: None,
+        outcome: Outcome::QuarantineCleared,
+        stage: None,
+        check: None,
+        reason: None,
+        output: None,
+        boot_count: 0,
+        action: None,
+    };
+    History::new(&dev.config.state_dir)
+        .append(&record)
+        .map_err(HealthError::from)?;
+    Ok(record)
 }
 
 /// Which try of the slot this boot is, from the env counter (1 = the first boot since
