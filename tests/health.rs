@@ -342,3 +342,26 @@ fn a_quarantined_release_is_refused_and_force_or_clearing_overrides() {
     assert!(run.stdout.contains("quarantine lifted"), "{}", run.stdout);
     fx.install(&bundle, &[]).ok();
 }
+
+#[test]
+fn no_confirm_runs_the_checks_and_leaves_the_confirmation_to_mark_good() {
+    let fx = Fixture::new();
+    configure(&fx, "stay", "", &app_check(&fx));
+    pending_v2(&fx);
+    let before = env_file(&fx);
+    let run = fx.run(&["health", "--no-confirm"]).ok();
+    assert!(
+        run.stdout.contains("not confirmed: --no-confirm"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(env_file(&fx), before);
+    assert_eq!(floor(&fx), 0);
+    break_app(&fx);
+    fx.run(&["health", "--no-confirm"])
+        .fails_with(&["check \"app\""]);
+    assert!(matches!(
+        fx.slot_state(SlotName::B),
+        SlotState::Pending { .. }
+    ));
+}

@@ -66,7 +66,12 @@ pub enum Command {
     /// Run the health probe (`[health]` in system.toml): every check passes, the
     /// booted slot is confirmed; one fails, `on_failure` reboots, marks the slot bad
     /// and reboots, or stays. Exits non-zero when the probe fails.
-    Health,
+    Health {
+        /// Run the checks only: a pass exits 0 without confirming the slot (the
+        /// systemd unit ordered after boot-complete.target runs `mark-good`).
+        #[arg(long)]
+        no_confirm: bool,
+    },
     /// List the health history (probes, failures, reverts), oldest first.
     History {
         /// Print JSON instead of text.
@@ -189,8 +194,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             print::marked("bad", slot, written);
             Ok(())
         }
-        Command::Health => {
-            let report = crate::health::run(&mut open_device(&cli.config)?)?;
+        Command::Health { no_confirm } => {
+            let report = crate::health::run(&mut open_device(&cli.config)?, !no_confirm)?;
             print::health(&report);
             match crate::health::failed_error(&report) {
                 Some(err) => Err(err.into()),

@@ -222,6 +222,10 @@ pub fn health(report: &ProbeReport) {
                 report.slot
             );
         }
+        ProbeResult::Passed => println!(
+            "healthy:     slot {} (v{version}): every check passed (not confirmed: --no-confirm)",
+            report.slot
+        ),
         ProbeResult::Failed { failure, action } => {
             println!(
                 "FAILED:      slot {} (v{version}), stage {:?}, check {:?}",

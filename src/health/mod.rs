@@ -98,6 +98,9 @@ impl std::fmt::Display for FailureAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeResult {
     Confirmed(Confirmation),
+    /// Every check passed; confirming is left to another step (`--no-confirm`: the
+    /// systemd unit after `boot-complete.target` runs `mark-good`).
+    Passed,
     Failed {
         failure: Failure,
         action: FailureAction,
@@ -116,8 +119,10 @@ pub struct ProbeReport {
     pub recorded_revert: Option<Record>,
 }
 
-/// Runs the probe on the booted slot of `dev` and acts on its result.
-pub fn run(dev: &mut Device) -> Result<ProbeReport, Error> {
+/// Runs the probe on the booted slot of `dev` and acts on its result. With `confirm`
+/// false, a pass only exits 0 (and leaves no record): the confirmation is a separate
+/// `mark-good`, as with systemd's `boot-complete.target`.
+pub fn run(dev: &mut Device, confirm: bool) -> Result<ProbeReport, Error> {
     let cfg = dev.config.health.clone();
     let slot = dev.booted()?;
     let history = History::new(&dev.config.state_dir);
@@ -146,6 +151,7 @@ pub fn run(dev: &mut Device) -> Result<ProbeReport, Error> {
         action,
     };
     let result = match run_stages(&cfg, &mut passed) {
+        Ok(()) if !confirm => ProbeResult::Passed,
         Ok(()) => {
             let _guard = EnvLock::acquire(&dev.config.state_dir)?;
             let done = ops::confirm_and_raise_floor(
