@@ -320,6 +320,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("\n[health]").expect("README shows [health]");
+        let end = start + readme[start..].find("```").expect("the block ends");
+        let table: toml::Table = toml::from_str(&readme[start..end]).unwrap();
+        let raw: RawHealth = table["health"].clone().try_into().unwrap();
+        let cfg = raw.check().unwrap();
+        assert_eq!(cfg.stages.len(), 2);
+        assert_eq!(cfg.stages[1].checks[1].name, "selftest");
+        assert!(cfg.stages[1].checks[0].retry);
+    }
+
+    #[test]
     fn bad_checks_are_errors_naming_the_key() {
         let cases = [
             ("[[stage]]\nname = \"b\"\n[[stage.check]]\nretry = true\n", "names no check"),
