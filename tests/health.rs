@@ -365,3 +365,25 @@ fn no_confirm_runs_the_checks_and_leaves_the_confirmation_to_mark_good() {
         SlotState::Pending { .. }
     ));
 }
+
+#[test]
+fn a_history_that_cannot_be_written_never_decides_the_verdict() {
+    let fx = Fixture::new();
+    configure(&fx, "reboot", "", &app_check(&fx));
+    pending_v2(&fx);
+    // A directory where the history file belongs: every read and append fails.
+    std::fs::create_dir_all(fx.path("state/health-history/x")).unwrap();
+    break_app(&fx);
+    fx.run(&["health"])
+        .fails_with(&["health history", "state/health-history"]);
+    assert!(rebooted(&fx), "the failed probe did not reboot");
+    std::fs::remove_file(fx.path("app-broken")).unwrap();
+    let run = fx.run(&["health"]).ok();
+    assert!(
+        run.stderr.contains("confirmed, but not recorded"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(fx.slot_state(SlotName::B), SlotState::Good);
+    assert_eq!(floor(&fx), 1);
+}

@@ -128,7 +128,13 @@ pub fn run(dev: &mut Device, confirm: bool) -> Result<ProbeReport, Error> {
     let history = History::new(&dev.config.state_dir);
     let vars = dev.env.load()?;
     let boot_state = BootState::read_running(dev.scheme.as_ref(), &vars, slot)?;
-    let recorded_revert = record_revert_without_probe(dev, &history, &boot_state)?;
+    // The evidence never decides the verdict: a history that cannot be written is
+    // reported, and the probe goes on.
+    let recorded_revert =
+        record_revert_without_probe(dev, &history, &boot_state).unwrap_or_else(|e| {
+            log::error!("health: cannot record the revert of the other slot: {e}");
+            None
+        });
     let info = boot_state.slot(slot);
     let version = info.version.clone();
     let manifest = info.manifest.clone();
@@ -161,19 +167,20 @@ pub fn run(dev: &mut Device, confirm: bool) -> Result<ProbeReport, Error> {
                 slot,
                 dev.config.boot.attempts,
             )?;
-            history
-                .append(&record(Outcome::Confirmed, None, None))
-                .map_err(HealthError::from)?;
+            if let Err(e) = history.append(&record(Outcome::Confirmed, None, None)) {
+                log::error!("health: slot {slot} confirmed, but not recorded: {e}");
+            }
             ProbeResult::Confirmed(done)
         }
         Err(failure) => {
             // Recorded after the env says what happens next, before the reboot.
             let action = act_on_failure(dev, &cfg, slot)?;
             let rec = record(Outcome::Failed, Some(&failure), Some(action.to_string()));
-            history.append(&rec).map_err(HealthError::from)?;
+            let recorded = history.append(&rec);
             if action != FailureAction::Stayed {
                 reboot(&cfg.reboot_command)?;
             }
+            recorded.map_err(HealthError::from)?;
             ProbeResult::Failed { failure, action }
         }
     };
@@ -306,8 +313,11 @@ fn record_revert_without_probe(
     dev: &Device,
     history: &History,
     boot_state: &BootState,
-) -> Result<Option<Record>, Error> {
-    let other = boot_state.slot(dev.booted()?.other());
+) -> Result<Option<Record>, HistoryError> {
+    let Ok(booted) = dev.booted() else {
+        return Ok(None);
+    };
+    let other = boot_state.slot(booted.other());
     let rolled_back = other.state
         == SlotState::Bad {
             reason: BadReason::TriesExhausted,
@@ -316,8 +326,7 @@ fn record_revert_without_probe(
         return Ok(None);
     }
     let known = history
-        .read()
-        .map_err(HealthError::from)?
+        .read()?
         .records
         .iter()
         .any(|r| explains_rollback(r, other));
@@ -341,7 +350,7 @@ fn record_revert_without_probe(
         boot_count: dev.config.boot.attempts,
         action: None,
     };
-    history.append(&record).map_err(HealthError::from)?;
+    history.append(&record)?;
     log::warn!(
         "health: slot {} (v{}) was rolled back without a probe; recorded",
         other.slot,
