@@ -1,7 +1,8 @@
 //! The device configuration, `system.toml`: what the device is (compatible), whom it
 //! trusts (keyring), where its boot state lives (bootenv), how it learns which slot
 //! runs (kernel command line), where its slots are, and where the state both slots
-//! share lives (the data slot, `[data]`, holding `state_dir`).
+//! share lives (the data slot, `[data]`, holding `state_dir`), and the health probe
+//! (`[health]`, see [`crate::health::config`]).
 //!
 //! Relative paths are resolved against the directory of the config file. Unknown keys
 //! are errors, so a typo never silently falls back to a default.
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use bascule_partitions::{AbPair, Layout, LayoutError, SlotSpec};
 use serde::Deserialize;
 
+use crate::health::config::{HealthConfig, RawHealth};
 use crate::source::HttpConfig;
 
 /// Where the config is read from when no `--config` or `BASCULE_CONFIG` is given.
@@ -91,6 +93,8 @@ struct RawConfig {
     slots: BTreeMap<String, AbPair>,
     #[serde(default)]
     data: Option<DataSlot>,
+    #[serde(default)]
+    health: RawHealth,
 }
 
 /// The data slot: a filesystem kept across updates, mounted before bascule runs at
@@ -219,6 +223,8 @@ pub struct SystemConfig {
     pub http: HttpConfig,
     pub bootenv: BootEnvConfig,
     pub layout: Layout,
+    /// The health probe (`[health]`; no stages when absent).
+    pub health: HealthConfig,
 }
 
 impl SystemConfig {
@@ -294,6 +300,7 @@ impl SystemConfig {
                 "http.connect_timeout_secs and http.read_timeout_secs must be at least 1 (seconds)",
             ));
         }
+        let health = raw.health.check().map_err(|message| invalid(&message))?;
         Ok(SystemConfig {
             path: path.to_path_buf(),
             compatible: raw.compatible,
@@ -304,6 +311,7 @@ impl SystemConfig {
             http: raw.http,
             bootenv,
             layout,
+            health,
         })
     }
 }

@@ -1,24 +1,30 @@
 //! `bascule demo`: a whole A/B update cycle on a device made of local files.
 //!
-//! It builds a default device (a disk image holding slots A and B, a data slot whose
-//! mounted filesystem a `data/` directory stands in for, a redundant U-Boot
-//! environment file, `system.toml`, a signing key and an `fw_env.config`), then:
+//! It builds a default device (slot images A and B, a data slot whose mounted
+//! filesystem a `data/` directory stands in for, a redundant U-Boot environment file,
+//! `system.toml` with a `[health]` probe, a signing key and an `fw_env.config`), then:
 //! provisions v1 into A; installs v2 into B, "reboots" with the bootloader simulator,
-//! runs a health check and confirms B; installs a deliberately unhealthy v3 into A,
-//! reboots while its health check fails until the tries run out, and shows the
-//! bootloader falling back to B. Each step says what it expects and checks it; the
-//! demo fails (non-zero exit) the moment one does not hold.
+//! runs the health probe ([`crate::health`]), which confirms B; installs v3 into A,
+//! whose application self-test fails, reboots while the probe fails until the tries
+//! run out, shows the bootloader falling back to B and the history record that
+//! explains the rollback. The probe's check is a configured command
+//! (`app-selftest.sh`) that reads `/etc/bascule-health` from the booted slot's ext4
+//! filesystem with `debugfs`, as an application's self-test would read its own files.
+//! Each step says what it expects and checks it; the demo fails (non-zero exit) the
+//! moment one does not hold.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bascule_hal::{BlockDevice, FileBlock};
+
+use crate::health::{self, history::format_time, ProbeResult};
 use bascule_partitions::SlotName;
 
 use crate::bundle::{self, Compression, CreateOptions};
 use crate::config::SystemConfig;
 use crate::device::Device;
 use crate::install::{InstallOptions, NoProgress};
-use crate::ops::{self, SlotSelector};
+use crate::ops;
 use crate::slot::{BootDecision, SlotState};
 use crate::Error;
 
@@ -26,14 +32,13 @@ const SLOT_SIZE: u64 = 32 << 20;
 const IMAGE_SIZE: u64 = 24 << 20;
 const ENV_SIZE: u64 = 0x4000;
 const DATA_SIZE: u64 = 1 << 20;
-const MARKER_LEN: usize = 512;
 const COMPATIBLE: &str = "bascule-demo-board";
 
 /// Runs the demo in `dir`.
 pub fn run(dir: &Path) -> Result<(), Error> {
     let dir = prepare_dir(dir)?;
     let mut step = Steps::default();
-    step.say("Create a default device: disk.img (slots A and B), a redundant U-Boot env, system.toml, keys");
+    step.say("Create a default device: slot-A.img and slot-B.img, a redundant U-Boot env, system.toml with a [health] probe, keys");
     let key = create_device(&dir)?;
     let mut dev = Device::open(SystemConfig::load(&dir.join("system.toml"))?)?;
 
@@ -43,7 +48,7 @@ pub fn run(dir: &Path) -> Result<(), Error> {
     provision_v1(&dir, &mut dev)?;
     show_status(&mut dev)?;
 
-    step.say("Release team: build ext4 images v2 (healthy) and v3 (its health check fails), sign bundles");
+    step.say("Release team: build ext4 images v2 (healthy) and v3 (its app self-test fails), sign bundles");
     let v2 = release(&dir, &key, "2.0.0", true)?;
     let v3 = release(&dir, &key, "3.0.0", false)?;
 
@@ -61,9 +66,8 @@ pub fn run(dir: &Path) -> Result<(), Error> {
         ops::simulate_boot(&mut dev)? == BootDecision::Boot(SlotName::B),
         "bootloader boots B",
     )?;
-    step.say("Health check on B passes, so bascule confirms B");
-    expect(health_ok(&dev)?, "health check of v2 passes")?;
-    ops::mark_good(&mut dev, SlotSelector::Booted, false)?;
+    step.say("bascule health on B: the app self-test passes, so bascule confirms B");
+    expect(probe(&mut dev)?, "the health probe of v2 passes")?;
     expect_state(
         &mut dev,
         SlotName::B,
@@ -78,12 +82,13 @@ pub fn run(dir: &Path) -> Result<(), Error> {
     show_status(&mut dev)?;
     show_fw_printenv(&dir, &mut dev)?;
     println!(
-        "\nDemo passed: v2 confirmed on B, the unhealthy v3 rolled back, device still runs v2."
+        "\nDemo passed: v2 confirmed on B by its health probe, v3 failed its probe and was \
+         rolled back, the history says why, the device still runs v2."
     );
     Ok(())
 }
 
-/// Reboots while v3's health check fails, until the bootloader falls back to B.
+/// Reboots while v3's health probe fails, until the bootloader falls back to B.
 fn rollback_cycle(dev: &mut Device, step: &mut Steps) -> Result<(), Error> {
     let attempts = dev.config.boot.attempts;
     for attempt in 1..=attempts {
@@ -94,18 +99,14 @@ fn rollback_cycle(dev: &mut Device, step: &mut Steps) -> Result<(), Error> {
             ops::simulate_boot(dev)? == BootDecision::Boot(SlotName::A),
             "bootloader boots A",
         )?;
-        expect(!health_ok(dev)?, "health check of v3 fails")?;
-        println!(
-            "     health check of v3 FAILED: not confirming; the try counter keeps running down"
-        );
+        expect(!probe(dev)?, "the health probe of v3 fails")?;
     }
     step.say("Reboot: A has no tries left, the bootloader falls back to B (rollback)");
     expect(
         ops::simulate_boot(dev)? == BootDecision::Boot(SlotName::B),
         "bootloader falls back to B",
     )?;
-    expect(health_ok(dev)?, "v2 on B is healthy again")?;
-    ops::mark_good(dev, SlotSelector::Booted, false)?;
+    expect(probe(dev)?, "v2 on B is healthy again")?;
     expect_state(
         dev,
         SlotName::A,
@@ -117,7 +118,57 @@ fn rollback_cycle(dev: &mut Device, step: &mut Steps) -> Result<(), Error> {
     expect(
         report.slots[1].version.as_deref() == Some("2.0.0"),
         "B still holds v2",
+    )?;
+    step.say("Why did v3 roll back? The health history on the data slot says:");
+    let Some(why) = report.rollbacks.first() else {
+        return expect(false, "the history explains the rollback of v3");
+    };
+    println!(
+        "     {}: slot {} v{} failed stage {:?}, check {:?} ({}) on boot {}",
+        format_time(why.time),
+        why.slot,
+        why.version.as_deref().unwrap_or("?"),
+        why.stage.as_deref().unwrap_or("?"),
+        why.check.as_deref().unwrap_or("?"),
+        why.reason.as_deref().unwrap_or("?"),
+        why.boot_count,
+    );
+    for line in why.output.as_deref().unwrap_or("").lines() {
+        println!("       | {line}");
+    }
+    expect(
+        why.version.as_deref() == Some("3.0.0"),
+        "the history names v3 as the release that rolled back",
     )
+}
+
+/// Runs `bascule health` on the booted slot; prints what it did. Returns whether it
+/// passed.
+fn probe(dev: &mut Device) -> Result<bool, Error> {
+    let report = health::run(dev, true)?;
+    let slot = report.slot;
+    Ok(match report.result {
+        ProbeResult::Confirmed(done) => {
+            println!(
+                "     health probe of slot {slot} passed ({}): confirmed, security floor {}",
+                report.passed.join(", "),
+                done.floor.1
+            );
+            true
+        }
+        ProbeResult::Passed => true,
+        ProbeResult::Failed { failure, action } => {
+            println!(
+                "     health probe of slot {slot} FAILED: check {:?}: {}",
+                failure.check, failure.reason
+            );
+            for line in failure.output.lines() {
+                println!("       | {line}");
+            }
+            println!("     {action}: not confirmed, the try counter keeps running down");
+            false
+        }
+    })
 }
 
 #[derive(Default)]
@@ -176,7 +227,8 @@ const INITIAL_ENV: &str = "bootdelay=2\n\
     bootcmd=load mmc 0:1 ${scriptaddr} boot.scr; source ${scriptaddr}\n\
     scriptaddr=0x40200000\n";
 
-/// Writes disk.img, uboot.env (blank), u-boot-initial-env, data.img, data/,
+/// Writes slot-A.img, slot-B.img, uboot.env (blank), u-boot-initial-env, data.img, data/,
+/// app-selftest.sh,
 /// system.toml, fw_env.config, cmdline and the keys.
 fn create_device(dir: &Path) -> Result<PathBuf, Error> {
     let sized = |name: &str, len: u64| -> Result<(), Error> {
@@ -184,14 +236,16 @@ fn create_device(dir: &Path) -> Result<PathBuf, Error> {
             std::fs::File::create(dir.join(name)).map_err(Error::io(format!("create {name}")))?;
         f.set_len(len).map_err(Error::io(format!("size {name}")))
     };
-    sized("disk.img", 2 * SLOT_SIZE)?;
+    sized("slot-A.img", SLOT_SIZE)?;
+    sized("slot-B.img", SLOT_SIZE)?;
     sized("uboot.env", 2 * ENV_SIZE)?;
     sized("data.img", DATA_SIZE)?;
     std::fs::create_dir_all(dir.join("data")).map_err(Error::io("create data"))?;
     let write = |name: &str, text: String| {
         std::fs::write(dir.join(name), text).map_err(Error::io(format!("write {name}")))
     };
-    write("system.toml", system_toml())?;
+    write("system.toml", system_toml(dir))?;
+    write("app-selftest.sh", APP_SELFTEST.into())?;
     write("cmdline", "console=ttyS0 bascule.slot=A\n".into())?;
     write("u-boot-initial-env", INITIAL_ENV.into())?;
     let env = dir.join("uboot.env");
@@ -213,7 +267,19 @@ fn create_device(dir: &Path) -> Result<PathBuf, Error> {
     Ok(key.with_extension("key"))
 }
 
-fn system_toml() -> String {
+/// The demo application's self-test, the probe's command check: it reads
+/// `/etc/bascule-health` from the booted slot's ext4 filesystem (on a device, the
+/// application would read its own files on the running root).
+const APP_SELFTEST: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+slot=$(sed -n 's/.*bascule\.slot=\([AB]\).*/\1/p' "$dir/cmdline")
+state=$(debugfs -R 'cat /etc/bascule-health' "$dir/slot-$slot.img" 2>/dev/null)
+echo "app self-test on slot $slot: /etc/bascule-health says '$state'"
+[ "$state" = ok ] || { echo "app: self-test failed" >&2; exit 1; }
+"#;
+
+fn system_toml(dir: &Path) -> String {
+    let selftest = dir.join("app-selftest.sh");
     format!(
         r#"# bascule demo device: every path is relative to this file.
 compatible = "{COMPATIBLE}"
@@ -238,15 +304,25 @@ redundant_offset = {ENV_SIZE}
 defaults = "u-boot-initial-env"   # the board's default env, for init-env on a blank env
 
 [slots.rootfs.A]
-device = "disk.img"
-offset = 0
-size = {SLOT_SIZE}
+device = "slot-A.img"
 
 [slots.rootfs.B]
-device = "disk.img"
-offset = {SLOT_SIZE}
-size = {SLOT_SIZE}
-"#
+device = "slot-B.img"
+
+# The health probe (`bascule health`): confirms the booted slot when every check
+# passes. The demo's "reboot" is the simulator's next power-on, so the command is true.
+[health]
+deadline_secs = 30
+on_failure = "reboot"
+reboot_command = ["true"]
+[[health.stage]]
+name = "app"
+[[health.stage.check]]
+name = "app-selftest"
+command = ["sh", {selftest:?}]
+timeout_secs = 10
+"#,
+        selftest = selftest.display().to_string()
     )
 }
 
@@ -300,8 +376,8 @@ fn release(dir: &Path, key: &Path, version: &str, healthy: bool) -> Result<PathB
     Ok(out)
 }
 
-/// An ext4 image (from `mkfs.ext4 -d`, or raw bytes if mkfs is missing) whose first
-/// sector, unused by ext4, carries the demo's health marker.
+/// An ext4 image made by `mkfs.ext4 -d`, whose `/etc/bascule-health` says whether the
+/// demo application's self-test passes on it.
 fn make_image(dir: &Path, version: &str, healthy: bool) -> Result<PathBuf, Error> {
     let root = dir.join(format!("rootfs-{version}"));
     let etc = root.join("etc");
@@ -322,37 +398,13 @@ fn make_image(dir: &Path, version: &str, healthy: bool) -> Result<PathBuf, Error
         .arg(format!("{}k", IMAGE_SIZE / 1024))
         .status();
     if !matches!(mkfs, Ok(s) if s.success()) {
-        println!("     (mkfs.ext4 not available: using a raw image)");
-        let filler: Vec<u8> = (0..IMAGE_SIZE)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        std::fs::write(&image, filler).map_err(Error::io("write raw image"))?;
+        return Err(Error::Usage(
+            "the demo needs mkfs.ext4 and debugfs (Debian package e2fsprogs; scripts/deps \
+             installs it)"
+                .into(),
+        ));
     }
-    let mut marker = format!("BASCULE-DEMO version={version} health={health}\n").into_bytes();
-    marker.resize(MARKER_LEN, 0);
-    let mut img = FileBlock::open(&image, 0, None, true)?;
-    img.write_at(0, &marker)?;
-    img.sync()?;
     Ok(image)
-}
-
-/// The demo's health probe: the booted slot's marker says `health=ok`.
-fn health_ok(dev: &Device) -> Result<bool, Error> {
-    let booted = dev.booted()?;
-    let spec = dev
-        .config
-        .layout
-        .class("rootfs")
-        .map_err(|e| Error::Usage(e.to_string()))?
-        .get(booted)
-        .clone();
-    let mut slot = FileBlock::open(&spec.device, spec.offset, spec.size, false)?;
-    let mut marker = [0u8; MARKER_LEN];
-    slot.read_at(0, &mut marker)?;
-    let text = String::from_utf8_lossy(&marker);
-    let line = text.lines().next().unwrap_or("");
-    println!("     health probe reads slot {booted}: {line:?}");
-    Ok(line.contains("health=ok"))
 }
 
 fn install(dev: &mut Device, bundle: &Path) -> Result<(), Error> {

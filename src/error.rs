@@ -3,6 +3,7 @@
 use crate::bundle::BundleError;
 use crate::config::ConfigError;
 use crate::device::DeviceError;
+use crate::health::HealthError;
 use crate::install::InstallError;
 use crate::slot::SchemeError;
 use crate::source::SourceError;
@@ -20,6 +21,8 @@ pub enum Error {
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Health(#[from] HealthError),
     #[error("boot environment is not usable: {0}")]
     Scheme(#[from] SchemeError),
     #[error("cannot read the boot environment: {0}")]

@@ -9,7 +9,8 @@
 //! state machine, pure), [`install`] (planning, pure; the streaming engine over `hal`
 //! traits), [`config`] and [`device`] (what `system.toml` describes, opened;
 //! [`state_dir`] checks that the shared state is on the data slot), [`ops`]
-//! (the commands' logic), [`cli`] (argument parsing and printing only).
+//! (the commands' logic), [`health`] (the probe that confirms the booted slot, and
+//! its history), [`cli`] (argument parsing and printing only).
 pub mod bundle;
 pub mod cli;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod demo;
 pub mod device;
 pub mod error;
 pub mod grub_store;
+pub mod health;
 pub mod install;
 pub mod ops;
 pub mod slot;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::bundle::{BundleReader, Keyring};
 use crate::config::BootEnvConfig;
 use crate::device::{Device, DeviceError};
+use crate::health::{self, history::History, history::Record};
 use crate::install::lock::{EnvLock, InstallLock};
 use crate::install::{self, InstallOptions, InstallReport, InstallTarget, Progress};
 use crate::slot::state::NextBoot;
@@ -73,6 +74,9 @@ pub struct StatusReport {
     pub state_dir: String,
     /// Environment writes one ordinary boot of this state costs (bootloader + confirm).
     pub env_writes_per_boot: u32,
+    /// Why each slot that is bad now got there, when the health history knows: the
+    /// newest failed probe, or revert without one, of the release it holds.
+    pub rollbacks: Vec<Record>,
     /// The raw variables, for the curious and for scripts.
     pub env: EnvVars,
 }
@@ -103,6 +107,7 @@ pub fn status(dev: &mut Device) -> Result<StatusReport, Error> {
         security_floor_store: dev.floor.describe(),
         state_dir: format!("{} ({})", dev.config.state_dir.display(), dev.placement),
         env_writes_per_boot,
+        rollbacks: health::rollback_reasons(&History::new(&dev.config.state_dir), &boot_state),
         env: vars,
     })
 }
@@ -349,6 +354,9 @@ pub fn install(
     dev.check_root_is_not(opts.target.unwrap_or(booted.other()))?;
     let keyring = Keyring::load_dir(&dev.config.keyring)?;
     let reader = BundleReader::open(open_source(source, &dev.config.http)?, &keyring)?;
+    if !opts.force {
+        refuse_quarantined(dev, &reader)?;
+    }
     let security_floor = dev.security_floor()?;
     let mut slots = dev.slots();
     let target = InstallTarget {
@@ -362,6 +370,37 @@ pub fn install(
         env_lock_dir: Some(&dev.config.state_dir),
     };
     Ok(install::install(reader, target, opts, progress)?)
+}
+
+/// Refuses a release that failed its health probe on this device, or that the
+/// bootloader rolled back, unless the quarantine was lifted since.
+fn refuse_quarantined<R: std::io::Read>(
+    dev: &Device,
+    reader: &BundleReader<R>,
+) -> Result<(), Error> {
+    let hash = install::manifest_sha256(reader.manifest_bytes());
+    let records = History::new(&dev.config.state_dir)
+        .read()
+        .map_err(health::HealthError::from)?
+        .records;
+    let Some(failed) = health::quarantine(&records, &hash) else {
+        return Ok(());
+    };
+    let how = match (&failed.check, &failed.reason) {
+        (Some(check), Some(reason)) => format!(
+            "its health probe failed (stage {:?}, check {check:?}: {reason})",
+            failed.stage.as_deref().unwrap_or("?")
+        ),
+        _ => "the bootloader rolled it back without a probe (kernel panic, hang)".into(),
+    };
+    Err(Error::Refused(format!(
+        "refusing to install v{} (manifest sha256 {hash}): it is quarantined: on this device \
+         {how} in slot {} at {}; install --force installs it anyway, and bascule history \
+         --clear-quarantine lifts the refusal",
+        reader.manifest().version,
+        failed.slot,
+        health::history::format_time(failed.time),
+    )))
 }
 
 /// Simulates a power-on: runs the bootloader script's decision on the environment,

@@ -63,6 +63,25 @@ pub enum Command {
         #[arg(default_value = "other")]
         slot: SlotSelector,
     },
+    /// Run the health probe (`[health]` in system.toml): every check passes, the
+    /// booted slot is confirmed; one fails, `on_failure` reboots, marks the slot bad
+    /// and reboots, or stays. Exits non-zero when the probe fails.
+    Health {
+        /// Run the checks only: a pass exits 0 without confirming the slot (the
+        /// systemd unit ordered after boot-complete.target runs `mark-good`).
+        #[arg(long)]
+        no_confirm: bool,
+    },
+    /// List the health history (probes, failures, reverts), oldest first.
+    History {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Lift the quarantine of every release that failed so far: later installs
+        /// accept them again.
+        #[arg(long)]
+        clear_quarantine: bool,
+    },
     /// Bootloader simulator: one power-on of a file-backed device (demos and tests).
     SimulateBoot,
     /// Factory step: write a complete first boot state (GOOD confirmed, the other slot bad).
@@ -115,7 +134,8 @@ pub struct InstallArgs {
     /// Allow a lower version than the running one (never below the security floor).
     #[arg(long)]
     pub allow_downgrade: bool,
-    /// Install even while the booted slot is still pending.
+    /// Install even while the booted slot is still pending, or a release that is
+    /// quarantined (it failed its health probe here, or was rolled back).
     #[arg(long)]
     pub force: bool,
     /// Slot to write (default: the one not booted). The booted slot is always refused.
@@ -172,6 +192,33 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::MarkBad { slot } => {
             let (slot, written) = ops::mark_bad(&mut open_device(&cli.config)?, slot)?;
             print::marked("bad", slot, written);
+            Ok(())
+        }
+        Command::Health { no_confirm } => {
+            let report = crate::health::run(&mut open_device(&cli.config)?, !no_confirm)?;
+            print::health(&report);
+            match crate::health::failed_error(&report) {
+                Some(err) => Err(err.into()),
+                None => Ok(()),
+            }
+        }
+        Command::History {
+            clear_quarantine: true,
+            ..
+        } => {
+            let record = crate::health::clear_quarantine(&open_device(&cli.config)?)?;
+            println!(
+                "quarantine lifted: releases that failed before {} install again",
+                crate::health::history::format_time(record.time)
+            );
+            Ok(())
+        }
+        Command::History { json, .. } => {
+            let config = SystemConfig::load(&cli.config)?;
+            let read = crate::health::history::History::new(&config.state_dir)
+                .read()
+                .map_err(crate::health::HealthError::from)?;
+            print::history(&read, json);
             Ok(())
         }
         Command::SimulateBoot => {

@@ -1,5 +1,7 @@
 //! What the commands print: plain sentences for people, JSON for machines.
 use crate::bundle::{describe_features, KeyId, Manifest};
+use crate::health::history::{format_time, Outcome, Read, Record};
+use crate::health::{ProbeReport, ProbeResult};
 use crate::install::{hex, InstallReport};
 use crate::ops::{GoodOutcome, MarkedGood, StatusReport};
 use crate::slot::BootDecision;
@@ -44,6 +46,9 @@ pub fn status(report: &StatusReport, json: bool) {
         report.security_floor, report.security_floor_store
     );
     println!("state dir:   {}", report.state_dir);
+    for record in &report.rollbacks {
+        println!("rolled back: {}", rollback(record));
+    }
     println!("env writes per boot: {}", report.env_writes_per_boot);
 }
 
@@ -176,5 +181,114 @@ pub fn bundle_info(m: &Manifest, key_id: KeyId, verdict: &str, json: bool) {
              the default install checks each chunk's signed SHA-256)",
             hex(&i.sha256)
         );
+    }
+}
+
+/// Why a slot is bad, from its history record, on one line.
+fn rollback(r: &Record) -> String {
+    let version = r.version.as_deref().unwrap_or("unknown");
+    let when = format_time(r.time);
+    let reason = r.reason.as_deref().unwrap_or("failed");
+    let last_output = r
+        .output
+        .as_deref()
+        .and_then(|o| o.lines().rev().find(|l| !l.trim().is_empty()))
+        .map(|l| format!(": {l}"))
+        .unwrap_or_default();
+    match r.outcome {
+        Outcome::RevertedWithoutProbe => format!(
+            "slot {} v{version}: the bootloader reverted it without a probe (kernel panic, \
+             hang), noticed {when}",
+            r.slot
+        ),
+        _ => format!(
+            "slot {} v{version}: its health probe failed at {when}, stage {:?}, check {:?}: \
+             {reason}{last_output}",
+            r.slot,
+            r.stage.as_deref().unwrap_or("?"),
+            r.check.as_deref().unwrap_or("?"),
+        ),
+    }
+}
+
+/// What `bascule health` did.
+pub fn health(report: &ProbeReport) {
+    let version = report.version.as_deref().unwrap_or("unknown");
+    if let Some(r) = &report.recorded_revert {
+        println!("recorded:    {}", rollback(r));
+    }
+    for name in &report.passed {
+        println!("passed:      {name}");
+    }
+    match &report.result {
+        ProbeResult::Confirmed(done) => {
+            let write = match done.written {
+                true => "env written",
+                false => "nothing to write",
+            };
+            let floor = match done.floor {
+                (a, b) if a == b => format!("security floor stays {a}"),
+                (a, b) => format!("security floor raised {a} -> {b}"),
+            };
+            println!(
+                "healthy:     slot {} (v{version}) confirmed ({write}; {floor})",
+                report.slot
+            );
+        }
+        ProbeResult::Passed => println!(
+            "healthy:     slot {} (v{version}): every check passed (not confirmed: --no-confirm)",
+            report.slot
+        ),
+        ProbeResult::Failed { failure, action } => {
+            println!(
+                "FAILED:      slot {} (v{version}), stage {:?}, check {:?}",
+                report.slot, failure.stage, failure.check
+            );
+            println!("    {}", failure.reason);
+            for line in failure.output.lines() {
+                println!("    | {line}");
+            }
+            println!("action:      {action}");
+        }
+    }
+}
+
+/// `bascule history`.
+pub fn history(read: &Read, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&read.records).unwrap_or_default()
+        );
+        return;
+    }
+    if read.records.is_empty() {
+        println!("no health records");
+    }
+    for r in &read.records {
+        let version = r.version.as_deref().unwrap_or("unknown");
+        print!(
+            "{}  slot {} v{version}  boot {}  {}",
+            format_time(r.time),
+            r.slot,
+            r.boot_count,
+            r.outcome
+        );
+        if let (Some(stage), Some(check)) = (&r.stage, &r.check) {
+            print!("  stage {stage:?} check {check:?}");
+        }
+        println!();
+        if let Some(reason) = &r.reason {
+            println!("    {reason}");
+        }
+        if let Some(action) = &r.action {
+            println!("    action: {action}");
+        }
+        for line in r.output.as_deref().unwrap_or("").lines() {
+            println!("    | {line}");
+        }
+    }
+    if read.skipped > 0 {
+        println!("({} torn or corrupt line(s) skipped)", read.skipped);
     }
 }

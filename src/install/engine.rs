@@ -105,6 +105,7 @@ pub fn install<R: Read>(
 ) -> Result<InstallReport, InstallError> {
     let vars = dev.env.load().map_err(InstallError::EnvLoad)?;
     let manifest = reader.manifest().clone();
+    let manifest_sha256 = manifest_sha256(reader.manifest_bytes());
     let plan = make_plan(&manifest, &mut dev, &vars, opts)?;
     let total: u64 = plan.images.iter().map(|i| i.size).sum();
     let (booted, attempts) = (dev.booted, dev.attempts);
@@ -142,7 +143,8 @@ pub fn install<R: Read>(
     progress.finish();
     if let Some(marked) = marked {
         update_env(&mut dev, |vars, scheme| {
-            let next = state::mark_pending(scheme, vars, &marked, &plan.installed, attempts);
+            let mut next = state::mark_pending(scheme, vars, &marked, &plan.installed, attempts);
+            state::set_manifest(&mut next, plan.target, &manifest_sha256);
             Ok((next, ()))
         })?;
     }
@@ -203,6 +205,12 @@ fn make_plan(
 }
 
 /// Lower-case hex of `bytes`.
+/// The release's identity: the SHA-256 (hex) of its signed manifest bytes.
+pub fn manifest_sha256(manifest_bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(manifest_bytes))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -14,7 +14,10 @@ pub mod progress;
 use bascule_hal::HalError;
 use bascule_partitions::SlotName;
 
-pub use engine::{hex, install, InstallOptions, InstallReport, InstallTarget, SlotDevices, Verify};
+pub use engine::{
+    hex, install, manifest_sha256, InstallOptions, InstallReport, InstallTarget, SlotDevices,
+    Verify,
+};
 pub use plan::{plan_install, InstallPlan, PlanError, PlanInput};
 pub use progress::{BarProgress, JsonProgress, LogProgress, NoProgress, Phase, Progress};
 

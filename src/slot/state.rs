@@ -54,6 +54,17 @@ fn secver_var(slot: SlotName) -> String {
     format!("BASCULE_{slot}_SECVER")
 }
 
+fn manifest_var(slot: SlotName) -> String {
+    format!("BASCULE_{slot}_MANIFEST")
+}
+
+/// Records the SHA-256 (hex) of the signed manifest of the release installed in
+/// `slot`: the release's identity, which the health history and the quarantine use.
+/// Set in the same env commit that marks the slot pending.
+pub fn set_manifest(vars: &mut EnvVars, slot: SlotName, sha256_hex: &str) {
+    vars.insert(manifest_var(slot), sha256_hex);
+}
+
 /// What a slot is, as the bootloader and bascule see it together.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -125,6 +136,8 @@ pub struct SlotInfo {
     pub version: Option<String>,
     /// The security version of that install.
     pub security_version: Option<u32>,
+    /// The SHA-256 (hex) of that install's signed manifest, when recorded.
+    pub manifest: Option<String>,
 }
 
 /// The boot state of an A/B pair.
@@ -165,6 +178,7 @@ impl BootState {
             primary: view.order.iter().find(|s| view.bootable(**s)) == Some(&slot),
             version: vars.get(&version_var(slot)).map(ToString::to_string),
             security_version: vars.get_str(&secver_var(slot)).and_then(|v| v.parse().ok()),
+            manifest: vars.get_str(&manifest_var(slot)).map(ToString::to_string),
         };
         let slots = [info(SlotName::A), info(SlotName::B)];
         Ok(BootState {
@@ -310,6 +324,7 @@ pub fn begin_install(
     scheme.set_bad(&mut next, target);
     next.remove(&version_var(target));
     next.remove(&secver_var(target));
+    next.remove(&manifest_var(target));
     set_on_trial(&mut next, target, false);
     let after = BootState::read_running(scheme, &next, booted).ok();
     if !after.as_ref().is_some_and(|st| st.other_bootable(target)) {

@@ -1,0 +1,196 @@
+//! Running one check: a command within its timeout, or a built-in (systemd unit
+//! active, TCP port accepting, HTTP GET answering 2xx, file existing). A failure
+//! carries what explains it: the command's output or the built-in's error.
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::config::CheckKind;
+
+/// How often a running command is polled for its exit.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Why a check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckFailed {
+    /// One line: the exit status, the timeout, the connection or HTTP error.
+    pub reason: String,
+    /// What the command printed (stdout and stderr), or the HTTP body; may be empty.
+    pub output: String,
+}
+
+impl From<String> for CheckFailed {
+    fn from(reason: String) -> Self {
+        CheckFailed {
+            reason,
+            output: String::new(),
+        }
+    }
+}
+
+/// Runs `kind` for at most `timeout`.
+pub fn run(kind: &CheckKind, timeout: Duration) -> Result<(), CheckFailed> {
+    match kind {
+        CheckKind::Command(argv) => run_command(argv, timeout),
+        CheckKind::UnitActive(unit) => {
+            let argv = ["systemctl", "is-active", unit.as_str()].map(String::from);
+            run_command(&argv, timeout)
+        }
+        CheckKind::TcpPort(addr) => tcp_port(addr, timeout).map_err(CheckFailed::from),
+        CheckKind::HttpGet(url) => http_get(url, timeout),
+        CheckKind::FileExists(path) => match Path::new(path).try_exists() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!("{path} does not exist").into()),
+            Err(e) => Err(format!("cannot check {path}: {e}").into()),
+        },
+    }
+}
+
+/// Runs `argv` in its own process group, stdout and stderr into one pipe; kills the
+/// group at the timeout.
+fn run_command(argv: &[String], timeout: Duration) -> Result<(), CheckFailed> {
+    let pipe_err = |e| CheckFailed::from(format!("cannot make a pipe: {e}"));
+    let (mut reader, writer) = std::io::pipe().map_err(pipe_err)?;
+    let writer2 = writer.try_clone().map_err(pipe_err)?;
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| CheckFailed::from(format!("cannot run {}: {e}", argv[0])))?;
+    let collector = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = reader.read_to_end(&mut out);
+        out
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if start.elapsed() >= timeout => break None,
+            Ok(None) => std::thread::sleep(POLL),
+            Err(e) => return Err(format!("cannot wait for {}: {e}", argv[0]).into()),
+        }
+    };
+    // The group: a command's children die with it, and the pipe closes.
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    let output = String::from_utf8_lossy(&collector.join().unwrap_or_default()).into_owned();
+    let reason = match status {
+        Some(status) if status.success() => return Ok(()),
+        Some(status) => format!("{} {status}", argv[0]),
+        None => format!(
+            "{} did not finish within {} s (killed)",
+            argv[0],
+            timeout.as_secs_f32()
+        ),
+    };
+    Err(CheckFailed { reason, output })
+}
+
+fn tcp_port(addr: &str, timeout: Duration) -> Result<(), String> {
+    let addrs: Vec<_> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .collect();
+    let mut last = format!("{addr} resolves to no address");
+    for sock in addrs {
+        match TcpStream::connect_timeout(&sock, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("cannot connect to {sock}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn http_get(url: &str, timeout: Duration) -> Result<(), CheckFailed> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent
+        .get(url)
+        .call()
+        .map_err(|e| CheckFailed::from(format!("GET {url}: {e}")))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let mut body = String::new();
+    let _ = response
+        .into_body()
+        .into_reader()
+        .take(4096)
+        .read_to_string(&mut body);
+    Err(CheckFailed {
+        reason: format!("GET {url}: {status}"),
+        output: body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> CheckKind {
+        CheckKind::Command(args.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn command_passes_on_exit_zero_and_fails_with_its_output() {
+        assert_eq!(run(&cmd(&["true"]), Duration::from_secs(5)), Ok(()));
+        let err = run(
+            &cmd(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert_eq!(err.reason, "sh exit status: 3");
+        assert_eq!(err.output, "out\nerr\n");
+    }
+
+    #[test]
+    fn command_is_killed_at_its_timeout_with_its_children() {
+        let start = Instant::now();
+        let err = run(
+            &cmd(&["sh", "-c", "echo started; sleep 30 & sleep 30"]),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("did not finish"), "{err:?}");
+        assert_eq!(err.output, "started\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn tcp_port_and_file_exists() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        assert_eq!(
+            run(&CheckKind::TcpPort(addr.clone()), Duration::from_secs(2)),
+            Ok(())
+        );
+        drop(listener);
+        assert!(run(&CheckKind::TcpPort(addr), Duration::from_secs(2)).is_err());
+        assert_eq!(
+            run(&CheckKind::FileExists("/".into()), Duration::from_secs(1)),
+            Ok(())
+        );
+        let err = run(
+            &CheckKind::FileExists("/no/such".into()),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert_eq!(err.reason, "/no/such does not exist");
+    }
+}
