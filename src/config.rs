@@ -2,7 +2,8 @@
 //! trusts (keyring), where its boot state lives (bootenv), how it learns which slot
 //! runs (kernel command line), where its slots are, and where the state both slots
 //! share lives (the data slot, `[data]`, holding `state_dir`), and the health probe
-//! (`[health]`, see [`crate::health::config`]).
+//! (`[health]`, see [`crate::health::config`]), and the hooks (`[hooks]`, see
+//! [`crate::hooks`]).
 //!
 //! Relative paths are resolved against the directory of the config file. Unknown keys
 //! are errors, so a typo never silently falls back to a default.
@@ -13,6 +14,7 @@ use bascule_partitions::{AbPair, Layout, LayoutError, SlotSpec};
 use serde::Deserialize;
 
 use crate::health::config::{HealthConfig, RawHealth};
+use crate::hooks::{HooksConfig, RawHooks};
 use crate::source::HttpConfig;
 
 /// Where the config is read from when no `--config` or `BASCULE_CONFIG` is given.
@@ -95,6 +97,8 @@ struct RawConfig {
     data: Option<DataSlot>,
     #[serde(default)]
     health: RawHealth,
+    #[serde(default)]
+    hooks: RawHooks,
 }
 
 /// The data slot: a filesystem kept across updates, mounted before bascule runs at
@@ -225,6 +229,8 @@ pub struct SystemConfig {
     pub layout: Layout,
     /// The health probe (`[health]`; no stages when absent).
     pub health: HealthConfig,
+    /// The commands run around an install and a confirmation (`[hooks]`).
+    pub hooks: HooksConfig,
 }
 
 impl SystemConfig {
@@ -301,6 +307,7 @@ impl SystemConfig {
             ));
         }
         let health = raw.health.check().map_err(|message| invalid(&message))?;
+        let hooks = raw.hooks.check().map_err(|message| invalid(&message))?;
         Ok(SystemConfig {
             path: path.to_path_buf(),
             compatible: raw.compatible,
@@ -312,6 +319,7 @@ impl SystemConfig {
             bootenv,
             layout,
             health,
+            hooks,
         })
     }
 }

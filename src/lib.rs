@@ -10,15 +10,18 @@
 //! traits), [`config`] and [`device`] (what `system.toml` describes, opened;
 //! [`state_dir`] checks that the shared state is on the data slot), [`ops`]
 //! (the commands' logic), [`health`] (the probe that confirms the booted slot, and
-//! its history), [`cli`] (argument parsing and printing only).
+//! its history), [`hooks`] (the operator's commands around an install and a
+//! confirmation, run by [`command`]), [`cli`] (argument parsing and printing only).
 pub mod bundle;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod demo;
 pub mod device;
 pub mod error;
 pub mod grub_store;
 pub mod health;
+pub mod hooks;
 pub mod install;
 pub mod ops;
 pub mod slot;

@@ -5,15 +5,18 @@ use std::path::Path;
 
 use bascule_hal::env::uboot::parse_initial_env;
 use bascule_hal::{EnvStore, EnvVars, HalError, SecurityFloorStore};
-use bascule_partitions::SlotName;
+use bascule_partitions::{Layout, SlotName};
 use serde::Serialize;
 
 use crate::bundle::{BundleReader, Keyring};
 use crate::config::BootEnvConfig;
 use crate::device::{Device, DeviceError};
 use crate::health::{self, history::History, history::Record};
+use crate::hooks::{Hook, HookEnv, HookFailed, HooksConfig};
 use crate::install::lock::{EnvLock, InstallLock};
-use crate::install::{self, InstallOptions, InstallReport, InstallTarget, Progress};
+use crate::install::{
+    self, HookPoint, InstallHooks, InstallOptions, InstallReport, InstallTarget, Progress,
+};
 use crate::slot::state::NextBoot;
 use crate::slot::{state, BadReason, BootDecision, BootScheme, BootState, SlotInfo, SlotState};
 use crate::source::open_source;
@@ -152,6 +155,9 @@ pub struct MarkedGood {
     /// Whether the environment was written.
     pub written: bool,
     pub outcome: GoodOutcome,
+    /// The `post-commit` hook's failure, when the confirmation committed a release and
+    /// the hook failed (recorded in the history; the confirmation stands).
+    pub post_commit: Option<HookFailed>,
 }
 
 /// Marks a slot good. The booted slot is confirmed, and only then (after the env
@@ -178,6 +184,7 @@ pub fn mark_good(dev: &mut Device, which: SlotSelector, force: bool) -> Result<M
             slot,
             written,
             outcome,
+            post_commit: None,
         });
     }
     revive(dev, &vars, info, force)
@@ -194,10 +201,12 @@ fn confirm_booted(dev: &mut Device, slot: SlotName) -> Result<MarkedGood, Error>
         slot,
         attempts,
     )?;
+    let post_commit = health::post_commit(dev, slot, &done);
     Ok(MarkedGood {
         slot,
         written: done.written,
         outcome: GoodOutcome::Confirmed { floor: done.floor },
+        post_commit,
     })
 }
 
@@ -208,6 +217,9 @@ pub struct Confirmation {
     pub written: bool,
     /// The floor before and after.
     pub floor: (u32, u32),
+    /// Whether the slot was not good before: this confirmation committed its release
+    /// (the `post-commit` hook runs).
+    pub committed: bool,
 }
 
 /// Confirms `slot`, which booted and proved healthy, then raises the security floor
@@ -246,6 +258,7 @@ pub fn confirm_and_raise_floor(
     Ok(Confirmation {
         written,
         floor: (before, now),
+        committed: boot_state.slot(slot).state != SlotState::Good,
     })
 }
 
@@ -297,6 +310,7 @@ fn revive(
         slot,
         written: true,
         outcome,
+        post_commit: None,
     })
 }
 
@@ -358,6 +372,10 @@ pub fn install(
         refuse_quarantined(dev, &reader)?;
     }
     let security_floor = dev.security_floor()?;
+    let hooks = DeviceHooks {
+        config: &dev.config.hooks,
+        layout: &dev.config.layout,
+    };
     let mut slots = dev.slots();
     let target = InstallTarget {
         env: dev.env.as_mut(),
@@ -368,8 +386,36 @@ pub fn install(
         attempts: dev.config.boot.attempts,
         security_floor,
         env_lock_dir: Some(&dev.config.state_dir),
+        hooks: Some(&hooks),
     };
     Ok(install::install(reader, target, opts, progress)?)
+}
+
+/// The configured hooks with the device's layout, for the install engine.
+struct DeviceHooks<'a> {
+    config: &'a HooksConfig,
+    layout: &'a Layout,
+}
+
+impl DeviceHooks<'_> {
+    fn run(&self, hook: Hook, at: &HookPoint) -> Result<(), HookFailed> {
+        let env = HookEnv {
+            target: at.target,
+            booted: at.booted,
+            version: Some(at.version.clone()),
+            class: Some(at.class.clone()),
+        };
+        self.config.run(hook, &env.vars(hook, self.layout))
+    }
+}
+
+impl InstallHooks for DeviceHooks<'_> {
+    fn pre_install(&self, at: &HookPoint) -> Result<(), HookFailed> {
+        self.run(Hook::PreInstall, at)
+    }
+    fn post_install(&self, at: &HookPoint) -> Result<(), HookFailed> {
+        self.run(Hook::PostInstall, at)
+    }
 }
 
 /// Refuses a release that failed its health probe on this device, or that the

@@ -335,6 +335,7 @@ impl Device {
             attempts: ATTEMPTS,
             security_floor: 0,
             env_lock_dir: None,
+            hooks: None,
         };
         let opts = InstallOptions {
             force,

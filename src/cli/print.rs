@@ -72,7 +72,18 @@ pub fn marked(what: &str, slot: SlotName, written: bool) {
     }
 }
 
+/// The post-commit hook's failure, on stderr: the confirmation stands.
+fn post_commit_failed(failed: Option<&crate::hooks::HookFailed>) {
+    if let Some(failed) = failed {
+        eprintln!("warning: {failed} (the confirmation stands; recorded in bascule history)");
+        for line in failed.output.lines() {
+            eprintln!("    | {line}");
+        }
+    }
+}
+
 pub fn marked_good(result: &MarkedGood) {
+    post_commit_failed(result.post_commit.as_ref());
     let slot = result.slot;
     match &result.outcome {
         GoodOutcome::Confirmed { floor: (from, to) } => {
@@ -213,6 +224,7 @@ fn rollback(r: &Record) -> String {
 
 /// What `bascule health` did.
 pub fn health(report: &ProbeReport) {
+    post_commit_failed(report.post_commit.as_ref());
     let version = report.version.as_deref().unwrap_or("unknown");
     if let Some(r) = &report.recorded_revert {
         println!("recorded:    {}", rollback(r));

@@ -3,33 +3,14 @@
 //! carries what explains it: the command's output or the built-in's error.
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::config::CheckKind;
+use crate::command;
 
-/// How often a running command is polled for its exit.
-const POLL: Duration = Duration::from_millis(5);
-
-/// Why a check failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckFailed {
-    /// One line: the exit status, the timeout, the connection or HTTP error.
-    pub reason: String,
-    /// What the command printed (stdout and stderr), or the HTTP body; may be empty.
-    pub output: String,
-}
-
-impl From<String> for CheckFailed {
-    fn from(reason: String) -> Self {
-        CheckFailed {
-            reason,
-            output: String::new(),
-        }
-    }
-}
+/// Why a check failed: the reason on one line, and what it printed.
+pub type CheckFailed = crate::command::CommandFailed;
 
 /// Runs `kind` for at most `timeout`.
 pub fn run(kind: &CheckKind, timeout: Duration) -> Result<(), CheckFailed> {
@@ -49,49 +30,9 @@ pub fn run(kind: &CheckKind, timeout: Duration) -> Result<(), CheckFailed> {
     }
 }
 
-/// Runs `argv` in its own process group, stdout and stderr into one pipe; kills the
-/// group at the timeout.
+/// Runs `argv` through the shared runner ([`crate::command`]).
 fn run_command(argv: &[String], timeout: Duration) -> Result<(), CheckFailed> {
-    let pipe_err = |e| CheckFailed::from(format!("cannot make a pipe: {e}"));
-    let (mut reader, writer) = std::io::pipe().map_err(pipe_err)?;
-    let writer2 = writer.try_clone().map_err(pipe_err)?;
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(writer2)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| CheckFailed::from(format!("cannot run {}: {e}", argv[0])))?;
-    let collector = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = reader.read_to_end(&mut out);
-        out
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() >= timeout => break None,
-            Ok(None) => std::thread::sleep(POLL),
-            Err(e) => return Err(format!("cannot wait for {}: {e}", argv[0]).into()),
-        }
-    };
-    // The group: a command's children die with it, and the pipe closes.
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-    let _ = child.wait();
-    let output = String::from_utf8_lossy(&collector.join().unwrap_or_default()).into_owned();
-    let reason = match status {
-        Some(status) if status.success() => return Ok(()),
-        Some(status) => format!("{} {status}", argv[0]),
-        None => format!(
-            "{} did not finish within {} s (killed)",
-            argv[0],
-            timeout.as_secs_f32()
-        ),
-    };
-    Err(CheckFailed { reason, output })
+    command::run(argv, &[], timeout).map(drop)
 }
 
 fn tcp_port(addr: &str, timeout: Duration) -> Result<(), String> {
@@ -138,6 +79,7 @@ fn http_get(url: &str, timeout: Duration) -> Result<(), CheckFailed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn cmd(args: &[&str]) -> CheckKind {
         CheckKind::Command(args.iter().map(|s| s.to_string()).collect())

@@ -36,6 +36,9 @@ pub enum Outcome {
     /// The bootloader rolled the slot back without a probe having failed on it (a
     /// kernel panic, a hang): recorded by the next probe of the other slot.
     RevertedWithoutProbe,
+    /// The `post-commit` hook failed after the slot was confirmed; the confirmation
+    /// stands (`reason` and `output` tell why the hook failed).
+    PostCommitHookFailed,
     /// `bascule history --clear-quarantine`: releases that failed before this record
     /// are installed again.
     QuarantineCleared,
@@ -47,6 +50,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Confirmed => "confirmed",
             Outcome::Failed => "failed",
             Outcome::RevertedWithoutProbe => "reverted-without-probe",
+            Outcome::PostCommitHookFailed => "post-commit-hook-failed",
             Outcome::QuarantineCleared => "quarantine-cleared",
         })
     }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bascule_partitions::SlotName;
 
 use crate::device::Device;
+use crate::hooks::{Hook, HookEnv, HookFailed};
 use crate::install::lock::EnvLock;
 use crate::ops::{self, Confirmation};
 use crate::slot::{state, BadReason, BootState, SlotInfo, SlotState};
@@ -117,6 +118,8 @@ pub struct ProbeReport {
     pub result: ProbeResult,
     /// The revert without a probe this run found and recorded.
     pub recorded_revert: Option<Record>,
+    /// The `post-commit` hook's failure after a confirmation (recorded; it stands).
+    pub post_commit: Option<HookFailed>,
 }
 
 /// Runs the probe on the booted slot of `dev` and acts on its result. With `confirm`
@@ -143,6 +146,7 @@ pub fn run(dev: &mut Device, confirm: bool) -> Result<ProbeReport, Error> {
         boot_state.view.tries[slot.index()],
     );
     let mut passed = Vec::new();
+    let mut post_commit_failed = None;
     let record = |outcome, failure: Option<&Failure>, action: Option<String>| Record {
         time: now(),
         slot,
@@ -170,6 +174,7 @@ pub fn run(dev: &mut Device, confirm: bool) -> Result<ProbeReport, Error> {
             if let Err(e) = history.append(&record(Outcome::Confirmed, None, None)) {
                 log::error!("health: slot {slot} confirmed, but not recorded: {e}");
             }
+            post_commit_failed = post_commit(dev, slot, &done);
             ProbeResult::Confirmed(done)
         }
         Err(failure) => {
@@ -190,7 +195,49 @@ pub fn run(dev: &mut Device, confirm: bool) -> Result<ProbeReport, Error> {
         passed,
         result,
         recorded_revert,
+        post_commit: post_commit_failed,
     })
+}
+
+/// Runs the `post-commit` hook when `done` committed the release in `slot` (a
+/// confirmation that changed nothing runs no hook). A failure is recorded in the
+/// history and logged, and returned; the confirmation stands either way.
+pub fn post_commit(dev: &mut Device, slot: SlotName, done: &Confirmation) -> Option<HookFailed> {
+    if !done.committed || dev.config.hooks.argv(Hook::PostCommit).is_none() {
+        return None;
+    }
+    let info = dev
+        .env
+        .load()
+        .ok()
+        .and_then(|vars| BootState::read(dev.scheme.as_ref(), &vars).ok())
+        .map(|state| state.slot(slot).clone());
+    let version = info.as_ref().and_then(|i| i.version.clone());
+    let env = HookEnv {
+        target: slot,
+        booted: slot,
+        version: version.clone(),
+        class: None,
+    };
+    let vars = env.vars(Hook::PostCommit, &dev.config.layout);
+    let failed = dev.config.hooks.run(Hook::PostCommit, &vars).err()?;
+    let record = Record {
+        time: now(),
+        slot,
+        version,
+        manifest: info.and_then(|i| i.manifest),
+        outcome: Outcome::PostCommitHookFailed,
+        stage: None,
+        check: Some(Hook::PostCommit.key().to_string()),
+        reason: Some(failed.to_string()),
+        output: Some(history::tail(&failed.output)),
+        boot_count: 0,
+        action: Some("none: the confirmation stands".into()),
+    };
+    if let Err(e) = History::new(&dev.config.state_dir).append(&record) {
+        log::error!("{failed}, and it could not be recorded: {e}");
+    }
+    Some(failed)
 }
 
 /// The error `bascule health` exits with when the probe failed.

@@ -3,16 +3,18 @@
 //! Sequence (each step refuses before the next starts):
 //! 1. the bundle reader has already checked the signature and decoded the manifest;
 //! 2. load the boot environment and plan ([`super::plan`]);
-//! 3. commit "target unbootable" to the environment, before its first byte is written
+//! 3. the `pre-install` hook ([`InstallHooks`]); when it fails, nothing has changed;
+//! 4. commit "target unbootable" to the environment, before its first byte is written
 //!    (re-arming the booted slot in the same write; refused when no slot other than
 //!    the target would stay bootable: [`state::begin_install`]);
-//! 4. stream: read stored chunk → decode and check the chunk's SHA-256 against the
+//! 5. stream: read stored chunk → decode and check the chunk's SHA-256 against the
 //!    signed manifest → write at the chunk's offset;
-//! 5. per image: every chunk in order and the total length as signed (with
+//! 6. per image: every chunk in order and the total length as signed (with
 //!    [`Verify::Full`] also a second pass: the whole image's SHA-256), sync;
-//! 6. commit "target pending" (one atomic environment write).
+//! 7. the `post-install` hook;
+//! 8. commit "target pending" (one atomic environment write).
 //!
-//! Any failure after step 3 leaves the target marked unbootable, never pending; the
+//! Any failure after step 4 (a failed `post-install` hook too) leaves the target marked unbootable, never pending; the
 //! booted slot is never opened for writing. Steps 4 and 5 are the
 //! `pipeline` (read, decode + chunk check on one worker per core, write,
 //! image check) over bounded channels, so memory stays a few chunks whatever the
@@ -29,6 +31,7 @@ use super::plan::{plan_install, InstallPlan, PlanError, PlanInput};
 use super::progress::{Phase, Progress};
 use super::InstallError;
 use crate::bundle::{BundleReader, Manifest};
+use crate::hooks::HookFailed;
 use crate::slot::{state, BootScheme};
 
 /// Where the slots are: opens a slot of a class for writing.
@@ -73,6 +76,27 @@ pub enum Verify {
     Full,
 }
 
+/// What an install hook is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookPoint {
+    pub target: SlotName,
+    pub booted: SlotName,
+    /// The version being installed.
+    pub version: String,
+    /// The slot class of the bundle's first image.
+    pub class: String,
+}
+
+/// The operator's commands around the writes (see [`crate::hooks`]); the engine only
+/// calls them, at the two points of the sequence above.
+pub trait InstallHooks {
+    /// Before the target is marked unbootable; a failure stops the install unchanged.
+    fn pre_install(&self, at: &HookPoint) -> Result<(), HookFailed>;
+    /// After the images are written, verified and synced, before the target is marked
+    /// pending; a failure leaves the target unbootable.
+    fn post_install(&self, at: &HookPoint) -> Result<(), HookFailed>;
+}
+
 /// What the device contributes to an install.
 pub struct InstallTarget<'a> {
     pub env: &'a mut dyn EnvStore,
@@ -85,6 +109,8 @@ pub struct InstallTarget<'a> {
     /// Directory of the environment lock shared with other bascule processes;
     /// `None` where nothing else can touch the environment (simulations).
     pub env_lock_dir: Option<&'a Path>,
+    /// The hooks to run; `None` runs none.
+    pub hooks: Option<&'a dyn InstallHooks>,
 }
 
 /// What an install did.
@@ -109,6 +135,18 @@ pub fn install<R: Read>(
     let plan = make_plan(&manifest, &mut dev, &vars, opts)?;
     let total: u64 = plan.images.iter().map(|i| i.size).sum();
     let (booted, attempts) = (dev.booted, dev.attempts);
+    let point = HookPoint {
+        target: plan.target,
+        booted,
+        version: manifest.version.clone(),
+        class: manifest.images[0].slot_class.clone(),
+    };
+    let hooks = dev.hooks.filter(|_| !opts.dry_run);
+    if let Some(hooks) = hooks {
+        hooks
+            .pre_install(&point)
+            .map_err(InstallError::PreInstallHook)?;
+    }
     let marked = if opts.dry_run {
         None
     } else {
@@ -141,6 +179,14 @@ pub fn install<R: Read>(
     )?;
     progress.advance(total);
     progress.finish();
+    if let Some(hooks) = hooks {
+        hooks
+            .post_install(&point)
+            .map_err(|source| InstallError::PostInstallHook {
+                slot: plan.target,
+                source,
+            })?;
+    }
     if let Some(marked) = marked {
         update_env(&mut dev, |vars, scheme| {
             let mut next = state::mark_pending(scheme, vars, &marked, &plan.installed, attempts);

@@ -15,8 +15,8 @@ use bascule_hal::HalError;
 use bascule_partitions::SlotName;
 
 pub use engine::{
-    hex, install, manifest_sha256, InstallOptions, InstallReport, InstallTarget, SlotDevices,
-    Verify,
+    hex, install, manifest_sha256, HookPoint, InstallHooks, InstallOptions, InstallReport,
+    InstallTarget, SlotDevices, Verify,
 };
 pub use plan::{plan_install, InstallPlan, PlanError, PlanInput};
 pub use progress::{BarProgress, JsonProgress, LogProgress, NoProgress, Phase, Progress};
@@ -52,6 +52,13 @@ pub enum InstallError {
     Locked { path: String, holder: String },
     #[error("cannot take the install lock {path}: {message}")]
     LockIo { path: String, message: String },
+    #[error("install stopped before anything was written: {0}")]
+    PreInstallHook(crate::hooks::HookFailed),
+    #[error("slot {slot} was written and verified, but it stays unbootable: {source}")]
+    PostInstallHook {
+        slot: SlotName,
+        source: crate::hooks::HookFailed,
+    },
     /// A pipeline stage stopped because another one failed; never the reported cause
     /// when a cause is known.
     #[error("install pipeline stopped")]

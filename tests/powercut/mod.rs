@@ -342,6 +342,7 @@ pub fn install(
         attempts: ATTEMPTS,
         security_floor: 0,
         env_lock_dir: None,
+        hooks: None,
     };
     install::install(reader, target, &InstallOptions::default(), &mut NoProgress)
         .map(|_| ())

@@ -1,0 +1,257 @@
+//! Hooks: the operator's commands that bascule runs at three points, configured in
+//! `[hooks]` of `system.toml`.
+//!
+//! - `pre_install` runs after the bundle is checked and the install planned, before
+//!   anything is written (the target is not yet marked unbootable): when it fails the
+//!   install stops and nothing changed;
+//! - `post_install` runs after every image is written, verified and synced, before the
+//!   target is marked pending: when it fails the target stays unbootable;
+//! - `post_commit` runs after a confirmation committed a release (the booted slot went
+//!   from pending to good, by `mark-good` or `health`): when it fails the
+//!   confirmation stands and the failure is recorded in the health history.
+//!
+//! Each runs through [`crate::command`] (own process group, killed at `timeout_secs`),
+//! with the environment of [`HookEnv`]; its output is logged line by line. Not run
+//! by `install --dry-run`.
+use std::time::Duration;
+
+use bascule_partitions::{Layout, SlotName};
+use serde::Deserialize;
+
+use crate::command;
+
+/// `timeout_secs` when not set.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+
+/// `[hooks]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHooks {
+    #[serde(default)]
+    pre_install: Option<Vec<String>>,
+    #[serde(default)]
+    post_install: Option<Vec<String>>,
+    #[serde(default)]
+    post_commit: Option<Vec<String>>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+}
+
+impl RawHooks {
+    /// Checks the hooks: each names a command; the timeout is at least a second.
+    pub fn check(self) -> Result<HooksConfig, String> {
+        for (hook, argv) in [
+            (Hook::PreInstall, &self.pre_install),
+            (Hook::PostInstall, &self.post_install),
+            (Hook::PostCommit, &self.post_commit),
+        ] {
+            if argv
+                .as_ref()
+                .is_some_and(|a| a.is_empty() || a[0].is_empty())
+            {
+                return Err(format!(
+                    "{} must name a command (a list: program, then its arguments)",
+                    hook.key()
+                ));
+            }
+        }
+        let secs = self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
+        if secs == 0 {
+            return Err("hooks.timeout_secs must be at least 1 (seconds)".into());
+        }
+        Ok(HooksConfig {
+            pre_install: self.pre_install,
+            post_install: self.post_install,
+            post_commit: self.post_commit,
+            timeout: Duration::from_secs(secs),
+        })
+    }
+}
+
+/// The checked `[hooks]`: the command of each hook, if any, and their timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HooksConfig {
+    pub pre_install: Option<Vec<String>>,
+    pub post_install: Option<Vec<String>>,
+    pub post_commit: Option<Vec<String>>,
+    pub timeout: Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            pre_install: None,
+            post_install: None,
+            post_commit: None,
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+        }
+    }
+}
+
+/// The three points a hook runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    PreInstall,
+    PostInstall,
+    PostCommit,
+}
+
+impl Hook {
+    /// Its key in `system.toml`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Hook::PreInstall => "hooks.pre_install",
+            Hook::PostInstall => "hooks.post_install",
+            Hook::PostCommit => "hooks.post_commit",
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Hook::PreInstall => "pre-install",
+            Hook::PostInstall => "post-install",
+            Hook::PostCommit => "post-commit",
+        })
+    }
+}
+
+/// A hook that exited non-zero, timed out or could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {hook} hook ({key}) failed: {reason}", key = hook.key())]
+pub struct HookFailed {
+    pub hook: Hook,
+    /// The exit status, the timeout, or why it could not run.
+    pub reason: String,
+    /// What it printed.
+    pub output: String,
+}
+
+/// What a hook is told, as `BASCULE_*` environment variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookEnv {
+    /// The slot being installed, or the slot confirmed (post-commit).
+    pub target: SlotName,
+    pub booted: SlotName,
+    /// The version installed or confirmed, if known.
+    pub version: Option<String>,
+    /// The slot class whose device is given (the bundle's first image, or the first
+    /// class of the layout), if any.
+    pub class: Option<String>,
+}
+
+impl HookEnv {
+    /// The variables, with the target's device (and its window) from `layout`.
+    pub fn vars(&self, hook: Hook, layout: &Layout) -> Vec<(String, String)> {
+        let mut vars = vec![
+            ("BASCULE_HOOK", hook.to_string()),
+            ("BASCULE_TARGET_SLOT", self.target.to_string()),
+            ("BASCULE_BOOTED_SLOT", self.booted.to_string()),
+        ];
+        if let Some(version) = &self.version {
+            vars.push(("BASCULE_VERSION", version.clone()));
+        }
+        let class = self
+            .class
+            .clone()
+            .or_else(|| layout.slots.keys().next().cloned());
+        if let Some((class, pair)) = class.and_then(|c| layout.slots.get(&c).map(|p| (c, p))) {
+            let spec = pair.get(self.target);
+            vars.push(("BASCULE_TARGET_CLASS", class));
+            vars.push(("BASCULE_TARGET_DEVICE", spec.device.display().to_string()));
+            if let Some(size) = spec.size {
+                vars.push(("BASCULE_TARGET_OFFSET", spec.offset.to_string()));
+                vars.push(("BASCULE_TARGET_SIZE", size.to_string()));
+            }
+        }
+        vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+}
+
+impl HooksConfig {
+    /// The command of `hook`, if configured.
+    pub fn argv(&self, hook: Hook) -> Option<&[String]> {
+        match hook {
+            Hook::PreInstall => self.pre_install.as_deref(),
+            Hook::PostInstall => self.post_install.as_deref(),
+            Hook::PostCommit => self.post_commit.as_deref(),
+        }
+    }
+
+    /// Runs `hook`, if configured, with `env`; logs what it printed.
+    pub fn run(&self, hook: Hook, env: &[(String, String)]) -> Result<(), HookFailed> {
+        let Some(argv) = self.argv(hook) else {
+            return Ok(());
+        };
+        log::info!("hook {hook}: running {}", argv.join(" "));
+        match command::run(argv, env, self.timeout) {
+            Ok(output) => {
+                output.lines().for_each(|l| log::info!("hook {hook}: {l}"));
+                log::info!("hook {hook}: succeeded");
+                Ok(())
+            }
+            Err(failed) => {
+                failed
+                    .output
+                    .lines()
+                    .for_each(|l| log::warn!("hook {hook}: {l}"));
+                log::warn!("hook {hook}: failed: {}", failed.reason);
+                Err(HookFailed {
+                    hook,
+                    reason: failed.reason,
+                    output: failed.output,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HooksConfig, String> {
+        toml::from_str::<RawHooks>(text)
+            .map_err(|e| e.to_string())
+            .and_then(RawHooks::check)
+    }
+
+    #[test]
+    fn hooks_parse_and_default_timeout() {
+        let cfg = parse("pre_install = [\"/bin/check\", \"x\"]\ntimeout_secs = 5").unwrap();
+        assert_eq!(
+            cfg.argv(Hook::PreInstall),
+            Some(&["/bin/check".to_string(), "x".into()][..])
+        );
+        assert_eq!(cfg.argv(Hook::PostCommit), None);
+        assert_eq!(cfg.timeout, Duration::from_secs(5));
+        assert_eq!(parse("").unwrap(), HooksConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(parse("post_install = []")
+            .unwrap_err()
+            .contains("hooks.post_install"));
+        assert!(parse("timeout_secs = 0")
+            .unwrap_err()
+            .contains("hooks.timeout_secs"));
+        assert!(parse("pre_instal = [\"x\"]")
+            .unwrap_err()
+            .contains("pre_instal"));
+    }
+
+    #[test]
+    fn a_failure_names_the_hook_and_carries_its_output() {
+        let cfg = parse("post_commit = [\"sh\", \"-c\", \"echo $BASCULE_HOOK; exit 4\"]").unwrap();
+        let env = [("BASCULE_HOOK".to_string(), "post-commit".to_string())];
+        let err = cfg.run(Hook::PostCommit, &env).unwrap_err();
+        assert_eq!(err.output, "post-commit\n");
+        assert_eq!(
+            err.to_string(),
+            "the post-commit hook (hooks.post_commit) failed: sh exit status: 4"
+        );
+        assert_eq!(cfg.run(Hook::PreInstall, &env), Ok(()));
+    }
+}
