@@ -230,6 +230,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("\n[hooks]").expect("README shows [hooks]");
+        let end = start + readme[start..].find("```").expect("the block ends");
+        let table: toml::Table = toml::from_str(&readme[start..end]).unwrap();
+        let raw: RawHooks = table["hooks"].clone().try_into().unwrap();
+        let cfg = raw.check().unwrap();
+        assert_eq!(cfg.argv(Hook::PostInstall).map(<[String]>::len), Some(2));
+        assert!(cfg.argv(Hook::PreInstall).is_some() && cfg.argv(Hook::PostCommit).is_some());
+        assert_eq!(cfg.timeout, Duration::from_secs(60));
+    }
+
+    #[test]
     fn errors_name_the_key() {
         assert!(parse("post_install = []")
             .unwrap_err()

@@ -217,7 +217,7 @@ pub struct Confirmation {
     pub written: bool,
     /// The floor before and after.
     pub floor: (u32, u32),
-    /// Whether the slot was not good before: this confirmation committed its release
+    /// Whether the slot was pending before: this confirmation committed its release
     /// (the `post-commit` hook runs).
     pub committed: bool,
 }
@@ -258,7 +258,7 @@ pub fn confirm_and_raise_floor(
     Ok(Confirmation {
         written,
         floor: (before, now),
-        committed: boot_state.slot(slot).state != SlotState::Good,
+        committed: matches!(boot_state.slot(slot).state, SlotState::Pending { .. }),
     })
 }
 
