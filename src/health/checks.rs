@@ -1,6 +1,7 @@
-//! Running one check: a command within its timeout, or a built-in (systemd unit
-//! active, TCP port accepting, HTTP GET answering 2xx, file existing). A failure
-//! carries what explains it: the command's output or the built-in's error.
+//! Running one check: a command within its timeout (through [`crate::command`], the
+//! runner hooks share), or a built-in (systemd unit active, TCP port accepting, HTTP GET
+//! answering 2xx, file existing). A failure carries what explains it: the command's output
+//! or the built-in's error.
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
