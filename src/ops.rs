@@ -110,7 +110,7 @@ pub fn status(dev: &mut Device) -> Result<StatusReport, Error> {
         security_floor_store: dev.floor.describe(),
         state_dir: format!("{} ({})", dev.config.state_dir.display(), dev.placement),
         env_writes_per_boot,
-        rollbacks: health::rollback_reasons(&History::new(&dev.config.state_dir), &boot_state),
+        rollbacks: health::rollback_reasons(&mut History::new(&dev.config.state_dir), &boot_state),
         env: vars,
     })
 }

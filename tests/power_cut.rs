@@ -34,13 +34,21 @@
 //! - the security floor file in the data slot's `state_dir` (a fourth rail member, a
 //!   `MemFiles` directory; v1, v2, v3 carry security versions 1, 2, 3) reads, is not
 //!   below its value before the scenario (never lost), and is above it only at the
-//!   security version of a slot the env shows confirmed (never raised early).
+//!   security version of a slot the env shows confirmed (never raised early);
+//! - the health history in the same directory (appended, fsynced, its directory
+//!   fsynced when new, all on the rail) reads, keeps every record it held before the
+//!   scenario, gains only whole records the scenario writes (never a half one), and a
+//!   confirmation it gained is one the env shows (the record follows the confirm).
 //!
 //! Scenario 1: from the factory state (v1 good on A), install v2 into B with the real
-//! engine, boot B, health passes, confirm B (env commit, then the floor rises to 2). Scenario 2: from scenario 1's end state,
+//! engine, boot B, health passes, confirm B (env commit, then the floor rises to 2,
+//! then the pass is recorded in the history). Scenario 2: from scenario 1's end state,
 //! install v3 into A, boot A as many times as the scheme tries a pending slot with
 //! failing health (`ATTEMPTS`; once under GRUB, see [`EnvBackend::pending_tries`]),
-//! fall back to B, confirm B.
+//! each failure recorded in the history, fall back to B, confirm B.
+//!
+//! File operations (GRUB's env, the floor, the history) follow `MemFiles`'s rules:
+//! unsynced content and directory entries are lost; appends are cut like writes.
 //!
 //! Default run (about 3-4 s in debug for all four backends; the full run 1-1.5 min):
 //! every operation, each cut (a) before it with nothing landing, and for device writes
@@ -75,7 +83,8 @@ use bascule_partitions::SlotName;
 
 use powercut::campaign::{campaign, every_backend, SECTOR};
 use powercut::planted::{
-    commit_renaming_before_fsync, confirm_raising_the_floor_first, unsafe_update,
+    commit_renaming_before_fsync, confirm_raising_the_floor_first,
+    record_the_pass_before_confirming, unsafe_update,
 };
 use powercut::rail::{FileOp, Op, RailCut};
 use powercut::scenario::{end_state, new_rail, update_and_confirm, Scenario};
@@ -301,6 +310,31 @@ fn campaign_catches_a_grubenv_renamed_before_fsync() {
         "the campaign missed an empty grubenv: {:?}",
         findings.failures
     );
+}
+
+/// The campaign reads the health history after every cut: a pass recorded before the
+/// confirmation is left on record for a slot the env never confirmed.
+#[test]
+fn campaign_catches_a_pass_recorded_before_the_confirmation() {
+    for backend in EnvBackend::ALL {
+        let scenario = Scenario {
+            name: "pass recorded before the confirmation".into(),
+            backend,
+            start: factory_board(backend),
+            confirmed: (SlotName::A, "1.0.0"),
+            steps: record_the_pass_before_confirming,
+        };
+        let findings = campaign(&scenario, false);
+        assert!(
+            findings
+                .failures
+                .iter()
+                .any(|f| f.contains("confirmed, but the env does not")),
+            "{}: the campaign missed a pass recorded early: {:?}",
+            backend.name(),
+            findings.failures.first()
+        );
+    }
 }
 
 /// The campaign reads the security floor after every cut: a confirmation that raises

@@ -3,23 +3,31 @@
 //! wrote).
 //!
 //! Format: one record per line, `CRC32 JSON\n`, the CRC (8 hex digits, CRC-32/ISO-HDLC)
-//! over the JSON bytes. Each append is one `write` followed by an fsync, so a power
-//! cut loses at most the record being written: a torn last line (its CRC does not
-//! match) is skipped on read, and the next append starts a new line after it. When the file would grow over [`MAX_BYTES`], it is rewritten with the
-//! newest records that fit in half of that, through bascule's one atomic-file writer
+//! over the JSON bytes. Each append is one `O_APPEND` write followed by an fsync, so
+//! a power cut loses at most the record being written: a torn last line (its CRC does
+//! not match) is skipped on read, and the next append starts a new line after it.
+//! When the file would grow over [`MAX_BYTES`], it is rewritten with the newest
+//! records that fit in half of that, through bascule's one atomic-file writer
 //! ([`bascule_hal::env::replace_file`]): old bytes or new ones, whole.
-use std::fs::OpenOptions;
-use std::io::{ErrorKind, Write};
+//!
+//! Every file operation goes through [`EnvFiles`], so the power-cut campaign runs the
+//! same writer over [`bascule_hal::env::MemFiles`] (`tests/history_power_cut.rs`).
 use std::path::{Path, PathBuf};
 
 use bascule_hal::env::{replace_file, DirFiles, EnvFiles};
+use bascule_hal::HalError;
 use bascule_partitions::SlotName;
 use serde::{Deserialize, Serialize};
 
 /// The history's file name in `state_dir`.
 pub const HISTORY_FILE: &str = "health-history";
+/// The staging file of a rewrite.
+const HISTORY_TMP: &str = "health-history.new";
 /// The size bound of the history file.
 pub const MAX_BYTES: usize = 64 << 10;
+/// The longest file [`History::read`] accepts: bascule keeps it under [`MAX_BYTES`]
+/// (plus the newline that ends a torn line), so a longer one is not its own.
+const READ_LIMIT: usize = 4 * MAX_BYTES;
 /// The most output of a failed check a record keeps (its tail).
 pub const OUTPUT_TAIL_BYTES: usize = 2048;
 
@@ -86,18 +94,23 @@ pub struct Record {
 /// Why the history could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    #[error("health history {path}: cannot {op}: {message}")]
-    Io {
+    #[error("health history: cannot create its directory {path}: {message}")]
+    CreateDir { path: PathBuf, message: String },
+    #[error("health history: cannot {op}: {source}")]
+    Files {
         op: &'static str,
-        path: PathBuf,
-        message: String,
+        #[source]
+        source: HalError,
     },
 }
 
-/// The history file of a `state_dir`.
+/// The history file of a directory, through the [`EnvFiles`] that hold it: the real
+/// `state_dir` ([`History::new`]), or a power-cut model of one in the tests.
 #[derive(Debug, Clone)]
-pub struct History {
-    dir: PathBuf,
+pub struct History<F: EnvFiles = DirFiles> {
+    files: F,
+    /// The directory [`History::append`] creates first, on a real filesystem.
+    create_dir: Option<PathBuf>,
 }
 
 /// The records read, and how many lines were skipped as torn or corrupt.
@@ -107,46 +120,63 @@ pub struct Read {
     pub skipped: usize,
 }
 
-impl History {
+impl History<DirFiles> {
     /// The history in `state_dir`.
-    pub fn new(state_dir: &Path) -> History {
+    pub fn new(state_dir: &Path) -> History<DirFiles> {
         History {
-            dir: state_dir.to_path_buf(),
+            files: DirFiles::new(state_dir),
+            create_dir: Some(state_dir.to_path_buf()),
         }
+    }
+}
+
+impl<F: EnvFiles> History<F> {
+    /// The history in the directory `files`.
+    pub fn over(files: F) -> History<F> {
+        History {
+            files,
+            create_dir: None,
+        }
+    }
+
+    /// The files, back.
+    pub fn into_inner(self) -> F {
+        self.files
     }
 
     /// Where the file is.
-    pub fn path(&self) -> PathBuf {
-        self.dir.join(HISTORY_FILE)
+    pub fn path(&self) -> String {
+        self.files.path_of(HISTORY_FILE)
     }
 
-    fn io(&self, op: &'static str) -> impl FnOnce(std::io::Error) -> HistoryError + '_ {
-        move |e| HistoryError::Io {
-            op,
-            path: self.path(),
-            message: e.to_string(),
-        }
-    }
-
-    fn raw(&self) -> Result<Vec<u8>, HistoryError> {
-        match std::fs::read(self.path()) {
-            Ok(bytes) => Ok(bytes),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(self.io("read")(e)),
-        }
+    fn raw(&mut self) -> Result<Vec<u8>, HalError> {
+        Ok(self
+            .files
+            .read(HISTORY_FILE, READ_LIMIT)?
+            .unwrap_or_default())
     }
 
     /// Every whole, intact record, oldest first.
-    pub fn read(&self) -> Result<Read, HistoryError> {
-        Ok(decode(&self.raw()?))
+    pub fn read(&mut self) -> Result<Read, HistoryError> {
+        let raw = self.raw().map_err(files_err("read"))?;
+        Ok(decode(&raw))
     }
 
-    /// Appends `record` durably; rewrites the file first when it would outgrow
-    /// [`MAX_BYTES`].
-    pub fn append(&self, record: &Record) -> Result<(), HistoryError> {
-        std::fs::create_dir_all(&self.dir).map_err(self.io("create its directory"))?;
+    /// Appends `record` durably (one append, one fsync, and a directory fsync when
+    /// the file is new); rewrites the file instead when it would outgrow
+    /// [`MAX_BYTES`], or when it is too long to be bascule's.
+    pub fn append(&mut self, record: &Record) -> Result<(), HistoryError> {
+        if let Some(dir) = &self.create_dir {
+            std::fs::create_dir_all(dir).map_err(|e| HistoryError::CreateDir {
+                path: dir.clone(),
+                message: e.to_string(),
+            })?;
+        }
         let line = encode(record);
-        let raw = self.raw()?;
+        let raw = match self.raw() {
+            Err(HalError::EnvTooLarge { .. }) => return self.rewrite(Vec::new(), line),
+            raw => raw.map_err(files_err("read"))?,
+        };
         if raw.len() + line.len() > MAX_BYTES {
             return self.rewrite(decode(&raw).records, line);
         }
@@ -156,24 +186,22 @@ impl History {
             bytes.push(b'\n');
         }
         bytes.extend_from_slice(&line);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path())
-            .map_err(self.io("open"))?;
-        file.write_all(&bytes).map_err(self.io("append to"))?;
-        file.sync_data().map_err(self.io("sync"))?;
+        let files = &mut self.files;
+        files
+            .append(HISTORY_FILE, &bytes)
+            .map_err(files_err("append to"))?;
+        files.sync_file(HISTORY_FILE).map_err(files_err("sync"))?;
         if raw.is_empty() {
-            DirFiles::new(&self.dir)
+            files
                 .sync_dir()
-                .map_err(|e| self.io("sync the directory of")(std::io::Error::other(e)))?;
+                .map_err(files_err("sync the directory of"))?;
         }
         Ok(())
     }
 
     /// Replaces the file with the newest of `records` that fit in half the bound,
-    /// then `line`.
-    fn rewrite(&self, records: Vec<Record>, line: Vec<u8>) -> Result<(), HistoryError> {
+    /// then `line`, through bascule's one atomic-file writer.
+    fn rewrite(&mut self, records: Vec<Record>, line: Vec<u8>) -> Result<(), HistoryError> {
         let mut kept: Vec<Vec<u8>> = Vec::new();
         let mut len = line.len();
         for record in records.iter().rev() {
@@ -186,18 +214,13 @@ impl History {
         }
         let mut bytes: Vec<u8> = kept.into_iter().rev().flatten().collect();
         bytes.extend_from_slice(&line);
-        let tmp = format!("{HISTORY_FILE}.new");
-        replace_file(&mut DirFiles::new(&self.dir), HISTORY_FILE, &tmp, &bytes)
-            .map_err(|e| self.io("rewrite")(std::io::Error::other(e)))
+        replace_file(&mut self.files, HISTORY_FILE, HISTORY_TMP, &bytes)
+            .map_err(files_err("rewrite"))
     }
+}
 
-    /// Removes every record.
-    pub fn clear(&self) -> Result<(), HistoryError> {
-        match std::fs::remove_file(self.path()) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(self.io("remove")(e)),
-            _ => Ok(()),
-        }
-    }
+fn files_err(op: &'static str) -> impl FnOnce(HalError) -> HistoryError {
+    move |source| HistoryError::Files { op, source }
 }
 
 /// `CRC JSON\n`.
@@ -283,7 +306,7 @@ mod tests {
     #[test]
     fn a_torn_or_corrupt_line_is_skipped_and_the_next_append_still_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let history = History::new(dir.path());
+        let mut history = History::new(dir.path());
         history.append(&record(1)).unwrap();
         let whole = encode(&record(2));
         // Every cut of the second append: the first record survives, never a half one.
@@ -310,7 +333,7 @@ mod tests {
     #[test]
     fn the_file_stays_bounded_and_keeps_the_newest_records() {
         let dir = tempfile::tempdir().unwrap();
-        let history = History::new(dir.path());
+        let mut history = History::new(dir.path());
         for n in 0..800 {
             history.append(&record(n)).unwrap();
             assert!(std::fs::metadata(history.path()).unwrap().len() <= MAX_BYTES as u64);

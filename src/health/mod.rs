@@ -128,13 +128,13 @@ pub struct ProbeReport {
 pub fn run(dev: &mut Device, confirm: bool) -> Result<ProbeReport, Error> {
     let cfg = dev.config.health.clone();
     let slot = dev.booted()?;
-    let history = History::new(&dev.config.state_dir);
+    let mut history = History::new(&dev.config.state_dir);
     let vars = dev.env.load()?;
     let boot_state = BootState::read_running(dev.scheme.as_ref(), &vars, slot)?;
     // The evidence never decides the verdict: a history that cannot be written is
     // reported, and the probe goes on.
-    let recorded_revert =
-        record_revert_without_probe(dev, &history, &boot_state).unwrap_or_else(|e| {
+    let recorded_revert = record_revert_without_probe(dev, &mut history, &boot_state)
+        .unwrap_or_else(|e| {
             log::error!("health: cannot record the revert of the other slot: {e}");
             None
         });
@@ -358,7 +358,7 @@ fn reboot(command: &[String]) -> Result<(), HealthError> {
 /// release is on record, records the revert. Returns the record written.
 fn record_revert_without_probe(
     dev: &Device,
-    history: &History,
+    history: &mut History,
     boot_state: &BootState,
 ) -> Result<Option<Record>, HistoryError> {
     let Ok(booted) = dev.booted() else {
@@ -427,7 +427,7 @@ fn is_failure(record: &Record) -> bool {
 }
 
 /// The newest record that explains why each bad slot with a known version is bad.
-pub fn rollback_reasons(history: &History, boot_state: &BootState) -> Vec<Record> {
+pub fn rollback_reasons(history: &mut History, boot_state: &BootState) -> Vec<Record> {
     let Ok(read) = history.read() else {
         return Vec::new();
     };

@@ -10,7 +10,7 @@ use super::cut_plans::describe;
 use super::rail::RailCut;
 use super::reboot::check_reboot;
 use super::scenario::{new_rail, scenarios, Scenario};
-use super::{floor_of, EnvBackend};
+use super::EnvBackend;
 
 /// Prefix granularity of the full run's torn writes (half a sector: aligned and
 /// mid-sector tears).
@@ -41,8 +41,12 @@ fn run_cut(scenario: &Scenario, cut: RailCut, total_ops: u64) -> Result<String, 
         }
         _ => {}
     }
-    let floor = floor_of(&scenario.start).expect("the start board's floor");
-    check_reboot(scenario.backend, &rail.durable(), scenario.confirmed, floor)
+    check_reboot(
+        scenario.backend,
+        &rail.durable(),
+        scenario.confirmed,
+        &scenario.start,
+    )
 }
 
 /// The full run's prefix granularity: `BASCULE_POWERCUT_PREFIX_STEP`, else 256.
@@ -61,9 +65,13 @@ pub fn campaign(scenario: &Scenario, full: bool) -> Findings {
     (scenario.steps)(&rail, backend)
         .unwrap_or_else(|e| panic!("{}: clean run failed: {e}", scenario.name));
     let ops = rail.ops();
-    let floor = floor_of(&scenario.start).expect("the start board's floor");
-    check_reboot(backend, &rail.durable(), scenario.confirmed, floor)
-        .unwrap_or_else(|e| panic!("{}: clean end state fails the checks: {e}", scenario.name));
+    check_reboot(
+        backend,
+        &rail.durable(),
+        scenario.confirmed,
+        &scenario.start,
+    )
+    .unwrap_or_else(|e| panic!("{}: clean end state fails the checks: {e}", scenario.name));
     let plans = rail.plans(full, prefix_step(), SECTOR);
     let next = AtomicUsize::new(0);
     let findings = Mutex::new(Findings {

@@ -54,7 +54,7 @@ pub fn file_plans(ops: &[&FileOp], full: bool, prefix_step: u64, sector: u32) ->
         let at = i as u64;
         plans.push(CutPlan::before(at));
         match op {
-            FileOp::Write { len, .. } if full => {
+            FileOp::Write { len, .. } | FileOp::Append { len, .. } if full => {
                 let step = prefix_step.max(1);
                 let mut n = step;
                 while n < *len {
@@ -62,7 +62,7 @@ pub fn file_plans(ops: &[&FileOp], full: bool, prefix_step: u64, sector: u32) ->
                     n += step;
                 }
             }
-            FileOp::Write { len, .. } if *len > 1 => {
+            FileOp::Write { len, .. } | FileOp::Append { len, .. } if *len > 1 => {
                 plans.push(CutPlan::torn_prefix(at, len / 2 + u64::from(sector) / 3));
             }
             FileOp::Rename { .. } => plans.push(CutPlan::torn_prefix(at, 1)),
@@ -85,6 +85,9 @@ pub fn describe(cut: &RailCut, ops: &[RailOp], names: &[&str]) -> String {
                 Op::Block(BlockOp::Sync) => format!("{name} sync"),
                 Op::File(FileOp::Write { name: file, len }) => {
                     format!("{name}: write {file} ({len} bytes)")
+                }
+                Op::File(FileOp::Append { name: file, len }) => {
+                    format!("{name}: append {len} bytes to {file}")
                 }
                 Op::File(FileOp::SyncFile { name: file }) => format!("{name}: fsync {file}"),
                 Op::File(FileOp::Rename { from, to }) => {

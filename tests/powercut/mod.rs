@@ -30,6 +30,7 @@ use std::io::Cursor;
 
 use bascule::bundle::BundleReader;
 use bascule::device::FLOOR_FILE;
+use bascule::health::history::{History, Outcome, Record};
 use bascule::install::{self, InstallOptions, InstallTarget, NoProgress, SlotDevices};
 use bascule::ops::confirm_and_raise_floor;
 use bascule::slot::chromeos::ChromeosGpt;
@@ -366,14 +367,41 @@ pub fn boot(rail: &PowerRail, backend: EnvBackend) -> Result<BootDecision, Strin
     Ok(decision)
 }
 
-/// The health check of the booted `slot` passed: bascule confirms it and then raises
-/// the floor (`mark-good`, through the same library function).
+/// The health check of the booted `slot` passed: bascule confirms it, raises the
+/// floor (`mark-good`, through the same library function), then records the pass in
+/// the history on the data slot, as `bascule health` does.
 pub fn confirm(rail: &PowerRail, backend: EnvBackend, slot: SlotName) -> Result<(), String> {
     let mut env = env_store(rail, backend)?;
     let mut floor = FileFloor::new(rail.files(DATA), FLOOR_FILE);
     confirm_and_raise_floor(&mut *env, &mut floor, backend.scheme(), slot, ATTEMPTS)
-        .map(|_| ())
-        .map_err(|e| format!("confirm: {e}"))
+        .map_err(|e| format!("confirm: {e}"))?;
+    record_probe(rail, slot, Outcome::Confirmed)
+}
+
+/// The record the health probe of `slot` leaves (the campaign's clock is fixed).
+pub fn probe_record(slot: SlotName, outcome: Outcome) -> Record {
+    let failed = outcome == Outcome::Failed;
+    Record {
+        time: 1_764_547_200,
+        slot,
+        version: None,
+        manifest: None,
+        outcome,
+        stage: failed.then(|| "app".into()),
+        check: failed.then(|| "selftest".into()),
+        reason: failed.then(|| "sh exit status: 1".into()),
+        output: failed.then(|| "selftest: FAIL".into()),
+        boot_count: 1,
+        action: failed.then(|| "reboot".into()),
+    }
+}
+
+/// Appends the probe record of `slot` to the history in the data slot's directory,
+/// through the rail (so its append and fsyncs are cut like every other write).
+pub fn record_probe(rail: &PowerRail, slot: SlotName, outcome: Outcome) -> Result<(), String> {
+    History::over(rail.files(DATA))
+        .append(&probe_record(slot, outcome))
+        .map_err(|e| format!("health history: {e}"))
 }
 
 /// The name of the env variable holding what bascule installed into `slot`.

@@ -1,6 +1,8 @@
 //! Planted unsafe installers: update steps with a known power-cut bug, which the
 //! campaign must catch (tests/power_cut.rs checks that it reports them).
 use bascule::device::FLOOR_FILE;
+use bascule::health::history::Outcome;
+use bascule::ops::confirm_and_raise_floor;
 use bascule::slot::BootDecision;
 use bascule::slot::{state, InstalledImage};
 use bascule_hal::env::{EnvFiles, GrubCodec};
@@ -10,7 +12,8 @@ use bascule_partitions::SlotName;
 
 use super::rail::RailFiles;
 use super::{
-    boot, env_store, fixture, install, EnvBackend, PowerRail, ATTEMPTS, CHUNK, DATA, ENV, SLOT_A,
+    boot, env_store, fixture, install, record_probe, EnvBackend, PowerRail, ATTEMPTS, CHUNK, DATA,
+    ENV, SLOT_A,
 };
 
 /// Scenario 1 (install v2 into B, boot, confirm) with a confirmation that raises the
@@ -32,6 +35,30 @@ pub fn confirm_raising_the_floor_first(
         env.commit(&next).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Scenario 1 with the pass recorded in the health history before the confirmation:
+/// a cut between the two leaves a record of a confirmation the env never made.
+pub fn record_the_pass_before_confirming(
+    rail: &PowerRail,
+    backend: EnvBackend,
+) -> Result<(), String> {
+    install(rail, backend, &fixture().releases[1], SlotName::A)?;
+    if boot(rail, backend)? != BootDecision::Boot(SlotName::B) {
+        return Err("bootloader did not boot B".into());
+    }
+    record_probe(rail, SlotName::B, Outcome::Confirmed)?;
+    let mut env = env_store(rail, backend)?;
+    let mut floor = FileFloor::new(rail.files(DATA), FLOOR_FILE);
+    confirm_and_raise_floor(
+        &mut *env,
+        &mut floor,
+        backend.scheme(),
+        SlotName::B,
+        ATTEMPTS,
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 /// An installer that writes the target before marking it unbootable: the campaign

@@ -4,8 +4,8 @@
 //! one directory (a GRUB env's filesystem). A board has several (slot A, slot B, the
 //! boot environment) on one power supply, so a cut must be numbered across all of
 //! them and must stop every one at once. [`PowerRail`] owns them, numbers every
-//! `write_at`/`sync` of a device and every `write`/`sync_file`/`rename`/`sync_dir` of
-//! a directory in one global sequence, and, when the armed global index comes up,
+//! `write_at`/`sync` of a device and every `write`/`append`/`sync_file`/`rename`/`sync_dir`
+//! of a directory in one global sequence, and, when the armed global index comes up,
 //! arms the device or directory that makes that operation at its own next local
 //! index, so the tear and loss semantics stay `FaultyBlock`'s and `MemFiles`'s (the
 //! rail only adds the numbering and the shared power). After the cut every handle
@@ -37,6 +37,8 @@ pub struct RailCut {
 pub enum FileOp {
     /// `write(name, bytes)` with `bytes.len() == len` (create or truncate, then write).
     Write { name: String, len: u64 },
+    /// `append(name, bytes)` with `bytes.len() == len` (create if missing, add at the end).
+    Append { name: String, len: u64 },
     /// `sync_file(name)`.
     SyncFile { name: String },
     /// `rename(from, to)`.
@@ -365,6 +367,14 @@ impl EnvFiles for RailFiles {
             len: bytes.len() as u64,
         };
         self.mutate(op, |files| files.write(name, bytes))
+    }
+
+    fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), HalError> {
+        let op = FileOp::Append {
+            name: name.into(),
+            len: bytes.len() as u64,
+        };
+        self.mutate(op, |files| files.append(name, bytes))
     }
 
     fn sync_file(&mut self, name: &str) -> Result<(), HalError> {

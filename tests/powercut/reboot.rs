@@ -1,14 +1,18 @@
 //! The reboot after a cut: the bootloader model boots the board from what survived,
 //! with no confirmation ever, and every invariant of the campaign (tests/power_cut.rs's
-//! module docs) is checked on the env, on the security floor, and on every slot the
-//! chain boots or could boot.
+//! module docs) is checked on the env, on the security floor, on the health history,
+//! and on every slot the chain boots or could boot.
+use bascule::health::history::{History, Outcome, Record};
 use bascule::slot::{BootDecision, BootState};
 use bascule_partitions::SlotName;
 
 use bascule::slot::SlotState;
 use bascule_hal::EnvVars;
 
-use super::{fixture, floor_of, slot_device, version_var, EnvBackend, Image, ATTEMPTS, ENV};
+use super::{
+    fixture, floor_of, probe_record, slot_device, version_var, EnvBackend, Image, ATTEMPTS, DATA,
+    ENV,
+};
 
 /// The floor after the cut reads (never garbage), is not below `start` (never lost),
 /// and is above it only at the security version of a slot the env shows confirmed
@@ -62,14 +66,61 @@ fn check_booted(
     Ok(format!("{slot} v{version}"))
 }
 
+/// The health records in a board's data slot directory; an error when they do not read.
+fn history_of(images: &[Image]) -> Result<Vec<Record>, String> {
+    let Some(Image::Files(files)) = images.get(DATA) else {
+        return Err("the board has no data slot directory".into());
+    };
+    History::over(files.clone())
+        .read()
+        .map(|read| read.records)
+        .map_err(|e| format!("health history: {e}"))
+}
+
+/// The health history after the cut reads (never an error), keeps every record it
+/// held before, and adds only whole records the scenarios write (never a half one); a
+/// confirmation recorded during the scenario is one the env kept (the record is
+/// appended after the confirm).
+fn check_history(durable: &[Image], start: &[Image], after_cut: &BootState) -> Result<(), String> {
+    let before = history_of(start).expect("the start board's history");
+    let after = history_of(durable).map_err(|e| format!("after the cut: {e}"))?;
+    if !after.starts_with(&before) {
+        return Err(format!(
+            "health history lost records: {} after the cut, {} before",
+            after.len(),
+            before.len()
+        ));
+    }
+    let written = [
+        probe_record(SlotName::A, Outcome::Failed),
+        probe_record(SlotName::B, Outcome::Confirmed),
+    ];
+    for record in &after[before.len()..] {
+        if !written.contains(record) {
+            return Err(format!(
+                "health history holds a record never written: {record:?}"
+            ));
+        }
+        let kept = after_cut.slot(record.slot).state == SlotState::Good;
+        if record.outcome == Outcome::Confirmed && !kept {
+            return Err(format!(
+                "health history records slot {} confirmed, but the env does not",
+                record.slot
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reboots the board from `durable` bytes and checks every invariant of the module
 /// docs of tests/power_cut.rs. Returns what the first boot ran ("B v2.0.0").
 pub fn check_reboot(
     backend: EnvBackend,
     durable: &[Image],
     confirmed: (SlotName, &str),
-    floor_at_start: u32,
+    start: &[Image],
 ) -> Result<String, String> {
+    let floor_at_start = floor_of(start).expect("the start board's floor");
     let scheme = backend.scheme();
     let mut env = backend
         .open_image(&durable[ENV])
@@ -93,6 +144,7 @@ pub fn check_reboot(
         ));
     }
     check_floor(backend, durable, &vars, floor_at_start)?;
+    check_history(durable, start, &after_cut)?;
     let vars_after_cut = vars.clone();
     // Boot with no confirmation ever: the worst case for a new image.
     let mut first = None;

@@ -4,7 +4,11 @@
 use bascule::slot::BootDecision;
 use bascule_partitions::SlotName;
 
-use super::{boot, confirm, factory_board, fixture, install, EnvBackend, Image, PowerRail};
+use bascule::health::history::Outcome;
+
+use super::{
+    boot, confirm, factory_board, fixture, install, record_probe, EnvBackend, Image, PowerRail,
+};
 
 /// The steps of a scenario, run on a board's rail; an error ends the run (a power
 /// cut, or a step that went wrong).
@@ -34,7 +38,8 @@ pub fn update_and_confirm(rail: &PowerRail, backend: EnvBackend) -> Result<(), S
     confirm(rail, backend, SlotName::B)
 }
 
-/// Install v3 into A, its health fails on every try, fall back to B, confirm B.
+/// Install v3 into A, its health fails (and is recorded) on every try, fall back to
+/// B, confirm B.
 /// RAUC's GRUB scheme gives the pending slot one try (`RaucGrub::boot` saves
 /// `A_TRY=1` and nothing resets it but a confirm or a boot with no slot left), so
 /// there the second boot already falls back to B; the other schemes count down
@@ -43,6 +48,7 @@ pub fn update_and_roll_back(rail: &PowerRail, backend: EnvBackend) -> Result<(),
     install(rail, backend, &fixture().releases[2], SlotName::B)?;
     for _ in 0..backend.pending_tries() {
         expect_boot(rail, backend, SlotName::A)?;
+        record_probe(rail, SlotName::A, Outcome::Failed)?;
     }
     expect_boot(rail, backend, SlotName::B)?;
     confirm(rail, backend, SlotName::B)

@@ -5,11 +5,14 @@
 //! [`MemFiles`] models what a POSIX filesystem keeps across a power cut, like
 //! [`crate::FaultyBlock`] does for a device: file contents are durable only after
 //! `sync_file`, directory changes (create, rename) only after `sync_dir`. Each `write`,
-//! `sync_file`, `rename` and `sync_dir` is one numbered operation, and a
+//! `append`, `sync_file`, `rename` and `sync_dir` is one numbered operation, and a
 //! [`CutPlan`] cuts power at one of them:
 //! - a cut `write` of `n` bytes with [`Tear::Prefix`]`(k)` leaves the first `k` bytes in
 //!   the file's durable content (as if writeback had flushed them); other tears of a
 //!   write land nothing;
+//! - a cut `append` with [`Tear::Prefix`]`(k)` makes the file's content before the
+//!   append plus the first `k` appended bytes durable (writeback flushed up to there);
+//!   other tears of an append land nothing of it;
 //! - a cut `rename` with a non-zero [`Tear::Prefix`] makes the rename durable (the
 //!   journal committed it) even though the directory was not synced yet;
 //! - anything not synced is lost; after the cut every call fails with
@@ -29,6 +32,9 @@ pub trait EnvFiles {
     fn read(&mut self, name: &str, max_len: usize) -> Result<Option<Vec<u8>>, HalError>;
     /// Creates or truncates `name` and writes `bytes` to it.
     fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), HalError>;
+    /// Creates `name` if it does not exist and adds `bytes` at its end (`O_APPEND`);
+    /// durable only after [`EnvFiles::sync_file`] (and, for a new file, `sync_dir`).
+    fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), HalError>;
     /// Makes the content of `name` durable (fsync).
     fn sync_file(&mut self, name: &str) -> Result<(), HalError>;
     /// Renames `from` over `to`, atomically replacing `to`.
@@ -116,6 +122,17 @@ mod dir {
                 .map_err(|e| HalError::io("create", &path, e))?;
             f.write_all(bytes)
                 .map_err(|e| HalError::io("write", &path, e))
+        }
+
+        fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), HalError> {
+            let path = self.dir.join(name);
+            let mut f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+                .map_err(|e| HalError::io("open", &path, e))?;
+            f.write_all(bytes)
+                .map_err(|e| HalError::io("append to", &path, e))
         }
 
         fn sync_file(&mut self, name: &str) -> Result<(), HalError> {
@@ -219,6 +236,17 @@ impl MemFiles {
         }
     }
 
+    /// The inode of `name`, created empty (a live entry only) when it does not exist.
+    fn open_or_create(&mut self, name: &str) -> usize {
+        if let Some(&id) = self.live_dir.get(name) {
+            return id;
+        }
+        self.inodes.push(Inode::default());
+        self.live_dir
+            .insert(String::from(name), self.inodes.len() - 1);
+        self.inodes.len() - 1
+    }
+
     fn inode_of(&self, name: &str) -> Result<usize, HalError> {
         self.live_dir
             .get(name)
@@ -252,20 +280,32 @@ impl EnvFiles for MemFiles {
 
     fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), HalError> {
         let tear = self.step()?;
-        let id = match self.live_dir.get(name) {
-            Some(&id) => id,
-            None => {
-                self.inodes.push(Inode::default());
-                self.live_dir
-                    .insert(String::from(name), self.inodes.len() - 1);
-                self.inodes.len() - 1
-            }
-        };
+        let id = self.open_or_create(name);
         let inode = &mut self.inodes[id];
         match tear {
             None => inode.live = bytes.to_vec(),
             Some(Tear::Prefix(k)) => {
                 inode.durable = bytes[..(k as usize).min(bytes.len())].to_vec()
+            }
+            Some(_) => {}
+        }
+        if tear.is_some() {
+            return Err(HalError::PowerCut);
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), HalError> {
+        let tear = self.step()?;
+        let id = self.open_or_create(name);
+        let inode = &mut self.inodes[id];
+        match tear {
+            None => inode.live.extend_from_slice(bytes),
+            Some(Tear::Prefix(k)) => {
+                inode.durable.clone_from(&inode.live);
+                inode
+                    .durable
+                    .extend_from_slice(&bytes[..(k as usize).min(bytes.len())]);
             }
             Some(_) => {}
         }
@@ -350,6 +390,24 @@ mod tests {
         fs.arm(CutPlan::torn_prefix(0, 2));
         assert!(fs.write("f", b"abcd").is_err());
         assert_eq!(fs.after_cut().read("f", 10).unwrap().unwrap(), b"ab");
+    }
+
+    #[test]
+    fn an_append_is_live_until_synced_and_a_cut_tears_it() {
+        let mut fs = MemFiles::new();
+        fs.insert("log", b"ab");
+        fs.append("log", b"cd").unwrap();
+        assert_eq!(fs.read("log", 10).unwrap().unwrap(), b"abcd");
+        assert_eq!(fs.after_cut().read("log", 10).unwrap().unwrap(), b"ab");
+        fs.sync_file("log").unwrap();
+        fs.arm(CutPlan::torn_prefix(2, 1));
+        assert!(fs.append("log", b"ef").is_err());
+        assert_eq!(fs.after_cut().read("log", 10).unwrap().unwrap(), b"abcde");
+        // A file created by an append has no durable entry until the directory sync.
+        let mut fs = MemFiles::new();
+        fs.append("new", b"x").unwrap();
+        fs.sync_file("new").unwrap();
+        assert!(fs.after_cut().names().is_empty());
     }
 
     #[test]
