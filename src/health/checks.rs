@@ -136,4 +136,31 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.reason, "/no/such does not exist");
     }
+
+    #[test]
+    fn http_get_passes_on_2xx_and_fails_with_the_status_and_body() {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let serve = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let request = server.recv().unwrap();
+                let response = match request.url() {
+                    "/ok" => tiny_http::Response::from_string("fine"),
+                    _ => tiny_http::Response::from_string("db down").with_status_code(503),
+                };
+                request.respond(response).unwrap();
+            }
+        });
+        let url = |path: &str| CheckKind::HttpGet(format!("http://127.0.0.1:{port}{path}"));
+        assert_eq!(run(&url("/ok"), Duration::from_secs(5)), Ok(()));
+        let err = run(&url("/health"), Duration::from_secs(5)).unwrap_err();
+        assert!(err.reason.contains("503"), "{err:?}");
+        assert_eq!(err.output, "db down");
+        serve.join().unwrap();
+        let closed = run(&url("/ok"), Duration::from_secs(2)).unwrap_err();
+        assert!(
+            closed.reason.starts_with("GET http://127.0.0.1:"),
+            "{closed:?}"
+        );
+    }
 }
