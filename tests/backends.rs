@@ -10,9 +10,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SLOT: u64 = 1 << 20;
+use common::BOARD_SLOT as SLOT;
 
-use common::{bascule_at as bascule, ok_stdout as ok, status_at as status};
+use common::{bascule_at as bascule, board_bundle as bundle, ok_stdout as ok, status_at as status};
 
 fn slot_state(status: &serde_json::Value, slot: usize) -> String {
     status["slots"][slot]["state"]
@@ -48,36 +48,6 @@ fn device_with_slots(dir: &Path, bootenv: &str, a: u64, b: u64) -> PathBuf {
     ));
     std::fs::copy(dir.join("release.pub"), dir.join("keys/release.pub")).unwrap();
     config
-}
-
-fn bundle(dir: &Path, config: &Path, version: &str) -> PathBuf {
-    let image = dir.join(format!("image-{version}"));
-    let bytes: Vec<u8> = (0..SLOT / 2 + 123)
-        .map(|i| (i * 31 + version.len() as u64) as u8)
-        .collect();
-    std::fs::write(&image, bytes).unwrap();
-    let out = dir.join(format!("{version}.bundle"));
-    let key = dir.join("release.key");
-    ok(bascule(
-        config,
-        &[
-            "bundle",
-            "create",
-            "--key",
-            key.to_str().unwrap(),
-            "--version",
-            version,
-            "--compatible",
-            "board",
-            "--image",
-            &format!("rootfs={}", image.display()),
-            "--chunk-size",
-            "65536",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
-    out
 }
 
 /// init-env → install → simulate-boot → mark-good, checking status at each step.

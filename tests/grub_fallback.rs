@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use bascule_hal::env::GrubCodec;
 use bascule_hal::EnvVars;
 
-const SLOT: u64 = 1 << 20;
+use common::BOARD_SLOT as SLOT;
 
-use common::{bascule_at as bascule, ok_stdout as ok, status_at as status};
+use common::{bascule_at as bascule, board_bundle, ok_stdout as ok, status_at as status};
 
 /// A file-backed GRUB device, slot A booted and confirmed with version 1.0.0.
 fn grub_device(dir: &Path) -> PathBuf {
@@ -43,29 +43,7 @@ fn grub_device(dir: &Path) -> PathBuf {
 
 /// Builds a bundle of version `version` and installs it into the inactive slot.
 fn install(dir: &Path, config: &Path, version: &str) {
-    let image = dir.join(format!("image-{version}"));
-    let bytes: Vec<u8> = (0..SLOT / 2 + 99).map(|i| (i * 7 + 3) as u8).collect();
-    std::fs::write(&image, bytes).unwrap();
-    let out = dir.join(format!("{version}.bundle"));
-    let key = dir.join("release.key");
-    let rootfs = format!("rootfs={}", image.display());
-    ok(bascule(
-        config,
-        &[
-            "bundle",
-            "create",
-            "--key",
-            key.to_str().unwrap(),
-            "--version",
-            version,
-            "--compatible",
-            "board",
-            "--image",
-            &rootfs,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let out = board_bundle(dir, config, version);
     ok(bascule(
         config,
         &["install", out.to_str().unwrap(), "--progress", "none"],

@@ -37,6 +37,8 @@ use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 
 const ATTEMPTS: u8 = 3;
+/// Every scheme the model runs.
+const SCHEMES: [&(dyn BootScheme + Sync); 3] = [&RaucUboot, &RaucGrub, &ChromeosGpt];
 const COMPATIBLE: &str = "props-board";
 const SLOT_SIZE: usize = 16 * 1024;
 const CHUNK: u32 = 4096;
@@ -552,11 +554,7 @@ fn model_flags_a_device_that_never_falls_back() {
 /// anything is written (the brick of issue 15, defect 5).
 #[test]
 fn install_after_mark_bad_booted_is_refused() {
-    for scheme in [
-        &RaucUboot as &'static (dyn BootScheme + Sync),
-        &RaucGrub,
-        &ChromeosGpt,
-    ] {
+    for scheme in SCHEMES {
         let mut dev = Device::factory(scheme);
         for event in [
             Event::InstallGood { force: false },
@@ -588,11 +586,7 @@ fn install_after_mark_bad_booted_is_refused() {
 /// unhealthy one rolls back, for every scheme.
 #[test]
 fn model_runs_an_update_and_a_rollback() {
-    for scheme in [
-        &RaucUboot as &'static (dyn BootScheme + Sync),
-        &RaucGrub,
-        &ChromeosGpt,
-    ] {
+    for scheme in SCHEMES {
         let mut dev = Device::factory(scheme);
         for event in [
             Event::InstallGood { force: false },

@@ -583,3 +583,38 @@ pub fn status_at(config: &Path) -> serde_json::Value {
     serde_json::from_str(&ok_stdout(bascule_at(config, &["status", "--json"])))
         .expect("status json")
 }
+
+/// Slot size of the devices that tests lay out themselves (`board_bundle`).
+pub const BOARD_SLOT: u64 = 1 << 20;
+
+/// Builds `DIR/VERSION.bundle` for a device of its own (`config`, compatible
+/// "board", slots of `BOARD_SLOT` bytes), signed by `DIR/release.key`.
+pub fn board_bundle(dir: &Path, config: &Path, version: &str) -> PathBuf {
+    let image = dir.join(format!("image-{version}"));
+    let bytes: Vec<u8> = (0..BOARD_SLOT / 2 + 123)
+        .map(|i| (i * 31 + version.len() as u64) as u8)
+        .collect();
+    std::fs::write(&image, bytes).unwrap();
+    let out = dir.join(format!("{version}.bundle"));
+    let key = dir.join("release.key");
+    ok_stdout(bascule_at(
+        config,
+        &[
+            "bundle",
+            "create",
+            "--key",
+            key.to_str().unwrap(),
+            "--version",
+            version,
+            "--compatible",
+            "board",
+            "--image",
+            &format!("rootfs={}", image.display()),
+            "--chunk-size",
+            "65536",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+    out
+}

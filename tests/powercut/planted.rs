@@ -16,6 +16,15 @@ use super::{
     ENV, SLOT_A,
 };
 
+/// Scenario 1's first steps: v2 installed into B (while A runs), and B booted.
+fn install_v2_and_boot_b(rail: &PowerRail, backend: EnvBackend) -> Result<(), String> {
+    install(rail, backend, &fixture().releases[1], SlotName::A)?;
+    if boot(rail, backend)? != BootDecision::Boot(SlotName::B) {
+        return Err("bootloader did not boot B".into());
+    }
+    Ok(())
+}
+
 /// Scenario 1 (install v2 into B, boot, confirm) with a confirmation that raises the
 /// floor before its env commit: a cut between the two leaves the floor at v2's
 /// security version while v2 is still on trial.
@@ -23,10 +32,7 @@ pub fn confirm_raising_the_floor_first(
     rail: &PowerRail,
     backend: EnvBackend,
 ) -> Result<(), String> {
-    install(rail, backend, &fixture().releases[1], SlotName::A)?;
-    if boot(rail, backend)? != BootDecision::Boot(SlotName::B) {
-        return Err("bootloader did not boot B".into());
-    }
+    install_v2_and_boot_b(rail, backend)?;
     let mut floor = FileFloor::new(rail.files(DATA), FLOOR_FILE);
     floor.raise(2).map_err(|e| e.to_string())?;
     let mut env = env_store(rail, backend)?;
@@ -43,10 +49,7 @@ pub fn record_the_pass_before_confirming(
     rail: &PowerRail,
     backend: EnvBackend,
 ) -> Result<(), String> {
-    install(rail, backend, &fixture().releases[1], SlotName::A)?;
-    if boot(rail, backend)? != BootDecision::Boot(SlotName::B) {
-        return Err("bootloader did not boot B".into());
-    }
+    install_v2_and_boot_b(rail, backend)?;
     record_probe(rail, SlotName::B, Outcome::Confirmed)?;
     let mut env = env_store(rail, backend)?;
     let mut floor = FileFloor::new(rail.files(DATA), FLOOR_FILE);
