@@ -18,6 +18,8 @@ pub enum Error {
     #[error(transparent)]
     Install(#[from] InstallError),
     #[error(transparent)]
+    Activate(#[from] crate::install::ActivateError),
+    #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Source(#[from] SourceError),

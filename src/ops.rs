@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use bascule_hal::env::uboot::parse_initial_env;
+use bascule_hal::env::DirFiles;
 use bascule_hal::{EnvStore, EnvVars, HalError, SecurityFloorStore};
 use bascule_partitions::{Layout, SlotName};
 use serde::Serialize;
@@ -15,7 +16,8 @@ use crate::health::{self, history::History, history::Record};
 use crate::hooks::{Hook, HookEnv, HookFailed, HooksConfig};
 use crate::install::lock::{EnvLock, InstallLock};
 use crate::install::{
-    self, HookPoint, InstallHooks, InstallOptions, InstallReport, InstallTarget, Progress,
+    self, ActivateReport, HookPoint, InstallHooks, InstallOptions, InstallReport, InstallTarget,
+    Progress,
 };
 use crate::slot::state::NextBoot;
 use crate::slot::{state, BadReason, BootDecision, BootScheme, BootState, SlotInfo, SlotState};
@@ -377,6 +379,7 @@ pub fn install(
         layout: &dev.config.layout,
     };
     let mut slots = dev.slots();
+    let mut state_files = DirFiles::new(&dev.config.state_dir);
     let target = InstallTarget {
         env: dev.env.as_mut(),
         scheme: dev.scheme.as_ref(),
@@ -387,8 +390,34 @@ pub fn install(
         security_floor,
         env_lock_dir: Some(&dev.config.state_dir),
         hooks: Some(&hooks),
+        state_files: Some(&mut state_files),
     };
     Ok(install::install(reader, target, opts, progress)?)
+}
+
+/// Marks the slot `install --no-activate` wrote pending, after checking it still holds
+/// what was written and may still boot ([`install::activate`]). Runs no hook.
+pub fn activate(dev: &mut Device) -> Result<ActivateReport, Error> {
+    let _lock = InstallLock::acquire(&dev.config.state_dir)?;
+    let booted = dev.booted()?;
+    dev.check_root_is_not(booted.other())?;
+    let keyring = Keyring::load_dir(&dev.config.keyring)?;
+    let security_floor = dev.security_floor()?;
+    let mut slots = dev.slots();
+    let mut state_files = DirFiles::new(&dev.config.state_dir);
+    let target = InstallTarget {
+        env: dev.env.as_mut(),
+        scheme: dev.scheme.as_ref(),
+        slots: &mut slots,
+        compatible: &dev.config.compatible,
+        booted,
+        attempts: dev.config.boot.attempts,
+        security_floor,
+        env_lock_dir: Some(&dev.config.state_dir),
+        hooks: None,
+        state_files: Some(&mut state_files),
+    };
+    Ok(install::activate(target, &keyring)?)
 }
 
 /// The configured hooks with the device's layout, for the install engine.

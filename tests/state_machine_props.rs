@@ -338,6 +338,7 @@ impl Device {
             security_floor: 0,
             env_lock_dir: None,
             hooks: None,
+            state_files: None,
         };
         let opts = InstallOptions {
             force,

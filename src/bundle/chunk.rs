@@ -153,6 +153,35 @@ pub fn raw_chunk_unchecked<'m>(
     })
 }
 
+/// A chunk's raw bytes as read back from the slot they were written to, whatever the
+/// image's compression in the bundle: its length is checked against the signed
+/// manifest here, its SHA-256 by [`check_chunks`], the same check an install makes
+/// before it writes the chunk. What `bascule activate` re-hashes.
+pub fn written_chunk_unchecked<'m>(
+    entry: &'m ImageEntry,
+    image: usize,
+    chunk: &ChunkRef,
+    raw: &[u8],
+) -> Result<UncheckedChunk<'m>, BundleError> {
+    let expected = signed_chunk(entry, image, chunk)?;
+    if raw.len() != expected.raw_len as usize {
+        return Err(BundleError::ChunkDecompress {
+            image,
+            index: chunk.index,
+            message: format!(
+                "{} bytes read back for a chunk of {} bytes",
+                raw.len(),
+                expected.raw_len
+            ),
+        });
+    }
+    Ok(UncheckedChunk {
+        entry,
+        image,
+        expected,
+    })
+}
+
 /// The chunk as the signed manifest describes it: lengths and offset never come from
 /// the caller's [`ChunkRef`], only its index does.
 fn signed_chunk(

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 
 pub use chunk::{
     check_chunks, decode_chunk, decode_chunk_unchecked, raw_chunk_unchecked, verify_raw_chunk,
-    ChunkBuf, UncheckedChunk,
+    written_chunk_unchecked, ChunkBuf, UncheckedChunk,
 };
 pub use create::{create_bundle, CreateOptions};
 pub use format::{

@@ -22,6 +22,9 @@ pub struct BundleReader<R: Read> {
     source: R,
     header: Header,
     key_id: KeyId,
+    /// The header and the signature block as read, for [`BundleReader::head_bytes`].
+    header_bytes: [u8; HEADER_LEN],
+    sig_block: [u8; super::SIG_BLOCK_LEN as usize],
     manifest_bytes: Vec<u8>,
     manifest: Manifest,
     verified: bool,
@@ -80,6 +83,8 @@ impl<R: Read> BundleReader<R> {
             source,
             header,
             key_id,
+            header_bytes,
+            sig_block,
             manifest_bytes,
             manifest,
             verified: keyring.is_some(),
@@ -108,6 +113,18 @@ impl<R: Read> BundleReader<R> {
     /// The exact manifest bytes the signature covers.
     pub fn manifest_bytes(&self) -> &[u8] {
         &self.manifest_bytes
+    }
+
+    /// Header, signature block and manifest exactly as read: a bundle without its
+    /// payload, which [`BundleReader::open`] authenticates again later (what
+    /// `install --no-activate` records for `bascule activate`).
+    pub fn head_bytes(&self) -> Vec<u8> {
+        let mut head =
+            Vec::with_capacity(HEADER_LEN + self.sig_block.len() + self.manifest_bytes.len());
+        head.extend_from_slice(&self.header_bytes);
+        head.extend_from_slice(&self.sig_block);
+        head.extend_from_slice(&self.manifest_bytes);
+        head
     }
 
     /// Whether the signature was checked against a keyring ([`open`](Self::open)).

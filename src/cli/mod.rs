@@ -41,6 +41,12 @@ pub enum Command {
     Bundle(BundleCommand),
     /// Install a bundle (path, `-` for stdin, or http(s):// URL) into the inactive slot.
     Install(InstallArgs),
+    /// Mark the slot `install --no-activate` wrote pending, without writing it again:
+    /// refused unless its record still verifies with the keyring, the slot still holds
+    /// exactly the signed images, the environment still shows it staged (not installed
+    /// over, not revived), the same slot runs, and the install's checks still pass.
+    /// Runs no hook (post-install ran at install).
+    Activate,
     /// Show the booted slot and the state of each slot.
     Status {
         /// Print JSON instead of text.
@@ -149,6 +155,11 @@ pub struct InstallArgs {
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Write and verify the slot and run post-install, but leave it unbootable:
+    /// `bascule activate` marks it pending later (a maintenance window). The record
+    /// `activate` checks is kept in state_dir (staged-install).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub no_activate: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -179,6 +190,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             json,
         }) => bundle_cmd::info(&bundle, keyring.as_deref(), json),
         Command::Install(args) => install(&cli.config, &args),
+        Command::Activate => {
+            let report = ops::activate(&mut open_device(&cli.config)?)?;
+            print::activated(&report);
+            Ok(())
+        }
         Command::Status { json } => {
             let report = ops::status(&mut open_device(&cli.config)?)?;
             print::status(&report, json);
@@ -263,6 +279,7 @@ fn install(config: &std::path::Path, args: &InstallArgs) -> Result<(), Error> {
             VerifyMode::Full => Verify::Full,
             VerifyMode::Chunks => Verify::Chunks,
         },
+        no_activate: args.no_activate,
     };
     let mut progress: Box<dyn Progress> = match args.progress {
         ProgressMode::Auto if std::io::stderr().is_terminal() => Box::new(BarProgress::new()),

@@ -2,7 +2,7 @@
 use crate::bundle::{describe_features, KeyId, Manifest};
 use crate::health::history::{format_time, Outcome, Read, Record};
 use crate::health::{ProbeReport, ProbeResult};
-use crate::install::{hex, InstallReport};
+use crate::install::{hex, ActivateReport, InstallReport};
 use crate::ops::{GoodOutcome, MarkedGood, StatusReport};
 use crate::slot::BootDecision;
 use bascule_partitions::SlotName;
@@ -38,6 +38,14 @@ pub fn status(report: &StatusReport, json: bool) {
         println!(
             "slot {}:      {} — version {version}{marks}",
             info.slot, info.state
+        );
+    }
+    for info in report.slots.iter().filter(|i| i.staged) {
+        println!(
+            "staged:      slot {} (manifest sha256 {}): written and verified by install \
+             --no-activate, unbootable until `bascule activate`",
+            info.slot,
+            info.manifest.as_deref().unwrap_or("unknown")
         );
     }
     println!("next boot:   {}", next_boot(report));
@@ -121,9 +129,15 @@ pub fn installed(report: &InstallReport, json: bool) {
     if json {
         let line = serde_json::json!({
             "event": "installed", "slot": report.target.as_str(), "version": report.version,
-            "bytes": report.bytes, "dry_run": report.dry_run,
+            "bytes": report.bytes, "dry_run": report.dry_run, "staged": report.staged,
         });
         println!("{line}");
+    } else if report.staged {
+        println!(
+            "installed {} into slot {} ({} bytes); slot {} stays unbootable until \
+             `bascule activate` marks it pending",
+            report.version, report.target, report.bytes, report.target
+        );
     } else if report.dry_run {
         println!(
             "dry run: bundle {} verified ({} bytes) for slot {}; nothing written",
@@ -303,4 +317,11 @@ pub fn history(read: &Read, json: bool) {
     if read.skipped > 0 {
         println!("({} torn or corrupt line(s) skipped)", read.skipped);
     }
+}
+
+pub fn activated(report: &ActivateReport) {
+    println!(
+        "activated {} in slot {} (manifest sha256 {}): slot {} is pending: reboot to try it",
+        report.version, report.target, report.manifest_sha256, report.target
+    );
 }

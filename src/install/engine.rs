@@ -12,7 +12,10 @@
 //! 6. per image: every chunk in order and the total length as signed (with
 //!    [`Verify::Full`] also a second pass: the whole image's SHA-256), sync;
 //! 7. the `post-install` hook;
-//! 8. commit "target pending" (one atomic environment write).
+//! 8. commit "target pending" (one atomic environment write); with
+//!    [`InstallOptions::no_activate`] instead: write the record for `bascule activate`
+//!    into the state directory ([`super::staged`]), then commit "target staged" (still
+//!    unbootable: [`state::mark_staged`]). [`super::activate`] marks it pending later.
 //!
 //! Any failure after step 4 (a failed `post-install` hook too) leaves the target marked unbootable, never pending; the
 //! booted slot is never opened for writing. Steps 4 and 5 are the
@@ -22,6 +25,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use bascule_hal::env::EnvFiles;
 use bascule_hal::{BlockDevice, EnvStore, EnvVars, HalError};
 use bascule_partitions::SlotName;
 
@@ -29,6 +33,7 @@ use super::lock::EnvLock;
 use super::pipeline;
 use super::plan::{plan_install, InstallPlan, PlanError, PlanInput};
 use super::progress::{Phase, Progress};
+use super::staged::{self, StagedRecord};
 use super::InstallError;
 use crate::bundle::{BundleReader, Manifest};
 use crate::hooks::HookFailed;
@@ -56,6 +61,9 @@ pub struct InstallOptions {
     pub dry_run: bool,
     pub target: Option<SlotName>,
     pub verify: Verify,
+    /// Write, verify and run `post-install`, but leave the target unbootable and
+    /// staged for `bascule activate` (needs [`InstallTarget::state_files`]).
+    pub no_activate: bool,
 }
 
 /// How much hashing an install does beyond the signature.
@@ -111,6 +119,9 @@ pub struct InstallTarget<'a> {
     pub env_lock_dir: Option<&'a Path>,
     /// The hooks to run; `None` runs none.
     pub hooks: Option<&'a dyn InstallHooks>,
+    /// The state directory, where `--no-activate` keeps its record for `activate`
+    /// ([`super::staged`]); `None` when the caller stages nothing.
+    pub state_files: Option<&'a mut dyn EnvFiles>,
 }
 
 /// What an install did.
@@ -120,6 +131,8 @@ pub struct InstallReport {
     pub version: String,
     pub bytes: u64,
     pub dry_run: bool,
+    /// Left unbootable and staged for `bascule activate` (`--no-activate`).
+    pub staged: bool,
 }
 
 /// Installs the bundle behind `reader` into the inactive slot.
@@ -129,8 +142,13 @@ pub fn install<R: Read>(
     opts: &InstallOptions,
     progress: &mut dyn Progress,
 ) -> Result<InstallReport, InstallError> {
+    let staging = opts.no_activate && !opts.dry_run;
+    if staging && dev.state_files.is_none() {
+        return Err(InstallError::NoStateDir);
+    }
     let vars = dev.env.load().map_err(InstallError::EnvLoad)?;
     let manifest = reader.manifest().clone();
+    let head = staging.then(|| reader.head_bytes());
     let manifest_sha256 = manifest_sha256(reader.manifest_bytes());
     let plan = make_plan(&manifest, &mut dev, &vars, opts)?;
     let total: u64 = plan.images.iter().map(|i| i.size).sum();
@@ -153,7 +171,7 @@ pub fn install<R: Read>(
         Some(update_env(&mut dev, |vars, scheme| {
             let begun = state::begin_install(scheme, vars, plan.target, booted, attempts)
                 .map_err(PlanError::from)?;
-            Ok((begun.vars, begun.marked))
+            Ok::<_, InstallError>((begun.vars, begun.marked))
         })?)
     };
     progress.start(
@@ -187,27 +205,60 @@ pub fn install<R: Read>(
                 source,
             })?;
     }
-    if let Some(marked) = marked {
-        update_env(&mut dev, |vars, scheme| {
-            let mut next = state::mark_pending(scheme, vars, &marked, &plan.installed, attempts);
-            state::set_manifest(&mut next, plan.target, &manifest_sha256);
-            Ok((next, ()))
-        })?;
+    match (marked, head) {
+        (Some(marked), Some(head)) => {
+            let record =
+                StagedRecord::new(plan.target, booted, opts.allow_downgrade, opts.force, head);
+            stage(&mut dev, &record, &marked, &manifest_sha256)?;
+        }
+        (Some(marked), None) => {
+            update_env(&mut dev, |vars, scheme| {
+                let mut next =
+                    state::mark_pending(scheme, vars, &marked, &plan.installed, attempts);
+                state::set_manifest(&mut next, plan.target, &manifest_sha256);
+                Ok::<_, InstallError>((next, ()))
+            })?;
+        }
+        (None, _) => {}
     }
     Ok(InstallReport {
         target: plan.target,
         version: manifest.version,
         bytes: total,
         dry_run: opts.dry_run,
+        staged: staging,
+    })
+}
+
+/// `--no-activate`'s last steps: the record for `activate` (durable, atomically
+/// replaced), then one env commit naming the slot staged. A power cut between the two
+/// leaves a record the environment does not confirm, which `activate` refuses; the
+/// slot stays unbootable either way.
+fn stage(
+    dev: &mut InstallTarget,
+    record: &StagedRecord,
+    marked: &state::TargetMarkedBad,
+    manifest_sha256: &str,
+) -> Result<(), InstallError> {
+    let files = dev
+        .state_files
+        .as_deref_mut()
+        .ok_or(InstallError::NoStateDir)?;
+    staged::save(files, record).map_err(|source| InstallError::StagedRecord {
+        slot: marked.target(),
+        source,
+    })?;
+    update_env(dev, |vars, _| {
+        Ok::<_, InstallError>((state::mark_staged(vars, marked, manifest_sha256), ()))
     })
 }
 
 /// One locked read-modify-write of the environment: changes made by other processes
 /// since the install started are kept. `change` may refuse; then nothing is written.
-fn update_env<T>(
+pub(super) fn update_env<T, E: From<InstallError>>(
     dev: &mut InstallTarget,
-    change: impl FnOnce(&EnvVars, &dyn BootScheme) -> Result<(EnvVars, T), InstallError>,
-) -> Result<T, InstallError> {
+    change: impl FnOnce(&EnvVars, &dyn BootScheme) -> Result<(EnvVars, T), E>,
+) -> Result<T, E> {
     let _guard = dev.env_lock_dir.map(EnvLock::acquire).transpose()?;
     let vars = dev.env.load().map_err(InstallError::EnvLoad)?;
     let (next, proof) = change(&vars, dev.scheme)?;
@@ -215,7 +266,7 @@ fn update_env<T>(
     Ok(proof)
 }
 
-fn make_plan(
+pub(super) fn make_plan(
     manifest: &Manifest,
     dev: &mut InstallTarget,
     vars: &EnvVars,

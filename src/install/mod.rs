@@ -4,16 +4,20 @@
 //! [`plan`] is pure (manifest + device state → plan or refusal); [`engine`] is the
 //! single driver that does I/O, over `hal` traits; [`lock`] keeps two installs from
 //! running at once; [`progress`] renders progress for people and machines.
+pub mod activate;
 mod buffers;
 pub mod engine;
 pub mod lock;
 mod pipeline;
 pub mod plan;
 pub mod progress;
+mod readback;
+pub mod staged;
 
 use bascule_hal::HalError;
 use bascule_partitions::SlotName;
 
+pub use activate::{activate, ActivateError, ActivateReport};
 pub use engine::{
     hex, install, manifest_sha256, HookPoint, InstallHooks, InstallOptions, InstallReport,
     InstallTarget, SlotDevices, Verify,
@@ -52,6 +56,15 @@ pub enum InstallError {
     Locked { path: String, holder: String },
     #[error("cannot take the install lock {path}: {message}")]
     LockIo { path: String, message: String },
+    #[error(
+        "install --no-activate needs the state directory to keep its record for `bascule activate`"
+    )]
+    NoStateDir,
+    #[error(
+        "slot {slot} was written and verified, but the record for `bascule activate` could not \
+         be written ({source}); it stays unbootable: install it again"
+    )]
+    StagedRecord { slot: SlotName, source: HalError },
     #[error("install stopped before anything was written: {0}")]
     PreInstallHook(crate::hooks::HookFailed),
     #[error("slot {slot} was written and verified, but it stays unbootable: {source}")]

@@ -9,7 +9,9 @@
 //! bascule keeps its own facts beside the bootloader's variables, in the same atomic
 //! write: `BASCULE_PENDING` (the slots on trial, space-separated; two only after an
 //! install with `--force` while the booted slot was itself on trial), `BASCULE_<x>_VERSION` and
-//! `BASCULE_<x>_SECVER` (what was installed into each slot).
+//! `BASCULE_<x>_SECVER` (what was installed into each slot), and `BASCULE_STAGED`
+//! (the slot `install --no-activate` wrote, waiting for `bascule activate`: see
+//! [`staged`]).
 use std::fmt;
 
 use bascule_hal::EnvVars;
@@ -138,6 +140,9 @@ pub struct SlotInfo {
     pub security_version: Option<u32>,
     /// The SHA-256 (hex) of that install's signed manifest, when recorded.
     pub manifest: Option<String>,
+    /// Written and verified by `install --no-activate`, still unbootable, waiting
+    /// for `bascule activate` ([`staged`]).
+    pub staged: bool,
 }
 
 /// The boot state of an A/B pair.
@@ -172,13 +177,18 @@ impl BootState {
     ) -> Result<BootState, SchemeError> {
         let view = scheme.read(vars)?;
         let pending = pending_slots(vars);
-        let info = |slot: SlotName| SlotInfo {
-            slot,
-            state: slot_state(&view, pending.contains(&slot), slot, booted == Some(slot)),
-            primary: view.order.iter().find(|s| view.bootable(**s)) == Some(&slot),
-            version: vars.get(&version_var(slot)).map(ToString::to_string),
-            security_version: vars.get_str(&secver_var(slot)).and_then(|v| v.parse().ok()),
-            manifest: vars.get_str(&manifest_var(slot)).map(ToString::to_string),
+        let info = |slot: SlotName| {
+            let state = slot_state(&view, pending.contains(&slot), slot, booted == Some(slot));
+            let staged = staged_slot(vars) == Some(slot) && matches!(state, SlotState::Bad { .. });
+            SlotInfo {
+                slot,
+                state,
+                staged,
+                primary: view.order.iter().find(|s| view.bootable(**s)) == Some(&slot),
+                version: vars.get(&version_var(slot)).map(ToString::to_string),
+                security_version: vars.get_str(&secver_var(slot)).and_then(|v| v.parse().ok()),
+                manifest: vars.get_str(&manifest_var(slot)).map(ToString::to_string),
+            }
         };
         let slots = [info(SlotName::A), info(SlotName::B)];
         Ok(BootState {
@@ -326,6 +336,7 @@ pub fn begin_install(
     next.remove(&secver_var(target));
     next.remove(&manifest_var(target));
     set_on_trial(&mut next, target, false);
+    staged::unstage(&mut next, target);
     let after = BootState::read_running(scheme, &next, booted).ok();
     if !after.as_ref().is_some_and(|st| st.other_bootable(target)) {
         let fallback = target.other();
@@ -383,6 +394,7 @@ fn put_on_trial(
     let mut next = vars.clone();
     scheme.set_primary(&mut next, slot, attempts);
     set_on_trial(&mut next, slot, true);
+    staged::unstage(&mut next, slot);
     next.insert(version_var(slot), image.version.clone());
     next.insert(secver_var(slot), image.security_version.to_string());
     next
@@ -476,6 +488,9 @@ pub fn mark_bad_keeping_one(
         }),
     }
 }
+
+mod staged;
+pub use staged::{mark_staged, staged_slot, staged_target, NotStaged};
 
 #[cfg(test)]
 mod tests;

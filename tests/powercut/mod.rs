@@ -344,6 +344,7 @@ pub fn install(
         security_floor: 0,
         env_lock_dir: None,
         hooks: None,
+        state_files: None,
     };
     install::install(reader, target, &InstallOptions::default(), &mut NoProgress)
         .map(|_| ())
