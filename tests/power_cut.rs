@@ -45,7 +45,14 @@
 //! then the pass is recorded in the history). Scenario 2: from scenario 1's end state,
 //! install v3 into A, boot A as many times as the scheme tries a pending slot with
 //! failing health (`ATTEMPTS`; once under GRUB, see [`EnvBackend::pending_tries`]),
-//! each failure recorded in the history, fall back to B, confirm B.
+//! each failure recorded in the history, fall back to B, confirm B. Scenario 3: from
+//! the factory state, `install --no-activate` v2 into B (written, verified, the staged
+//! record replaced atomically in the data slot's `state_dir`, then the env commit
+//! naming B staged), `activate` B (record re-authenticated, B read back, one env
+//! commit marking it pending), boot B, confirm B. After each of its cuts, bascule and
+//! the scheme must agree: when the env names a slot staged, the other slot boots,
+//! `activate` on the rebooted board succeeds and the next boot tries the staged slot
+//! (`staged_slot_activates`, tests/powercut/scenario.rs).
 //!
 //! File operations (GRUB's env, the floor, the history) follow `MemFiles`'s rules:
 //! unsynced content and directory entries are lost; appends are cut like writes.
@@ -84,10 +91,12 @@ use bascule_partitions::SlotName;
 use powercut::campaign::{campaign, every_backend, SECTOR};
 use powercut::planted::{
     commit_renaming_before_fsync, confirm_raising_the_floor_first,
-    record_the_pass_before_confirming, unsafe_update,
+    record_the_pass_before_confirming, stage_without_syncing_the_record, unsafe_update,
 };
 use powercut::rail::{FileOp, Op, RailCut};
-use powercut::scenario::{end_state, new_rail, update_and_confirm, Scenario};
+use powercut::scenario::{
+    end_state, new_rail, staged_slot_activates, update_and_confirm, Scenario,
+};
 use powercut::Image;
 use powercut::*;
 
@@ -130,6 +139,7 @@ fn campaign_catches_an_installer_that_writes_before_marking_bad() {
             start,
             confirmed: (SlotName::B, "2.0.0"),
             steps: unsafe_update,
+            after_cut: None,
         };
         // RAUC's U-Boot scheme boots A once B's unconfirmed boots use up its counter,
         // RAUC's GRUB scheme on the boot after B's one try.
@@ -299,6 +309,7 @@ fn campaign_catches_a_grubenv_renamed_before_fsync() {
         start,
         confirmed: (SlotName::B, "2.0.0"),
         steps: commit_renaming_before_fsync,
+        after_cut: None,
     };
     let findings = campaign(&scenario, false);
     assert!(
@@ -323,6 +334,7 @@ fn campaign_catches_a_pass_recorded_before_the_confirmation() {
             start: factory_board(backend),
             confirmed: (SlotName::A, "1.0.0"),
             steps: record_the_pass_before_confirming,
+            after_cut: None,
         };
         let findings = campaign(&scenario, false);
         assert!(
@@ -348,6 +360,7 @@ fn campaign_catches_a_floor_raised_before_the_confirmation() {
             start: factory_board(backend),
             confirmed: (SlotName::A, "1.0.0"),
             steps: confirm_raising_the_floor_first,
+            after_cut: None,
         };
         let findings = campaign(&scenario, false);
         assert!(
@@ -356,6 +369,31 @@ fn campaign_catches_a_floor_raised_before_the_confirmation() {
                 .iter()
                 .any(|f| f.contains("raised before the confirmation")),
             "{}: the campaign missed a floor raised early: {:?}",
+            backend.name(),
+            findings.failures.first()
+        );
+    }
+}
+
+/// Scenario 3's check after every cut catches a `--no-activate` install whose record
+/// is not fsynced: the env names B staged, but the record did not survive the cut.
+#[test]
+fn campaign_catches_a_staged_record_written_without_fsync() {
+    for backend in EnvBackend::ALL {
+        let scenario = Scenario {
+            name: "staged record without fsync".into(),
+            backend,
+            start: factory_board(backend),
+            confirmed: (SlotName::A, "1.0.0"),
+            steps: stage_without_syncing_the_record,
+            after_cut: Some(staged_slot_activates),
+        };
+        let findings = campaign(&scenario, false);
+        assert!(
+            findings.failures.iter().any(|f| {
+                f.contains("the env shows slot B staged, but activate: nothing to activate")
+            }),
+            "{}: the campaign missed a lost staged record: {:?}",
             backend.name(),
             findings.failures.first()
         );

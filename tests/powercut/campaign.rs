@@ -41,12 +41,17 @@ fn run_cut(scenario: &Scenario, cut: RailCut, total_ops: u64) -> Result<String, 
         }
         _ => {}
     }
-    check_reboot(
+    let durable = rail.durable();
+    let ran = check_reboot(
         scenario.backend,
-        &rail.durable(),
+        &durable,
         scenario.confirmed,
         &scenario.start,
-    )
+    )?;
+    if let Some(check) = scenario.after_cut {
+        check(scenario.backend, &durable)?;
+    }
+    Ok(ran)
 }
 
 /// The full run's prefix granularity: `BASCULE_POWERCUT_PREFIX_STEP`, else 256.
@@ -71,6 +76,10 @@ pub fn campaign(scenario: &Scenario, full: bool) -> Findings {
         scenario.confirmed,
         &scenario.start,
     )
+    .and_then(|_| match scenario.after_cut {
+        Some(check) => check(backend, &rail.durable()),
+        None => Ok(()),
+    })
     .unwrap_or_else(|e| panic!("{}: clean end state fails the checks: {e}", scenario.name));
     let plans = rail.plans(full, prefix_step(), SECTOR);
     let next = AtomicUsize::new(0);

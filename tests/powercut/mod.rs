@@ -330,25 +330,76 @@ pub fn install(
     release: &Release,
     booted: SlotName,
 ) -> Result<(), String> {
+    install_with(rail, backend, release, booted, false, &mut rail.files(DATA))
+}
+
+/// `install --no-activate` of `release` while `booted` runs: written and verified,
+/// its record in the data slot's `state_dir` (`state_files`, on the rail), staged in
+/// the env, unbootable.
+pub fn install_no_activate(
+    rail: &PowerRail,
+    backend: EnvBackend,
+    release: &Release,
+    booted: SlotName,
+    mut state_files: impl EnvFiles,
+) -> Result<(), String> {
+    install_with(rail, backend, release, booted, true, &mut state_files)
+}
+
+fn install_with(
+    rail: &PowerRail,
+    backend: EnvBackend,
+    release: &Release,
+    booted: SlotName,
+    no_activate: bool,
+    state_files: &mut dyn EnvFiles,
+) -> Result<(), String> {
     let reader = BundleReader::open(Cursor::new(release.bundle.as_slice()), &fixture().keyring)
         .map_err(|e| format!("open bundle {}: {e}", release.version))?;
     let mut env = env_store(rail, backend)?;
     let mut slots = RailSlots { rail: rail.clone() };
-    let target = InstallTarget {
-        env: &mut *env,
+    let target = engine_target(&mut *env, backend, &mut slots, booted, state_files);
+    let opts = InstallOptions {
+        no_activate,
+        ..InstallOptions::default()
+    };
+    install::install(reader, target, &opts, &mut NoProgress)
+        .map(|_| ())
+        .map_err(|e| format!("install {}: {e}", release.version))
+}
+
+/// `bascule activate` while `booted` runs, with the real engine: the record in the
+/// data slot's `state_dir`, the slot read back, one env commit.
+pub fn activate(rail: &PowerRail, backend: EnvBackend, booted: SlotName) -> Result<(), String> {
+    let mut env = env_store(rail, backend)?;
+    let mut slots = RailSlots { rail: rail.clone() };
+    let mut files = rail.files(DATA);
+    let target = engine_target(&mut *env, backend, &mut slots, booted, &mut files);
+    install::activate(target, &fixture().keyring)
+        .map(|_| ())
+        .map_err(|e| format!("activate: {e}"))
+}
+
+/// What the install engine and `activate` get on the board.
+fn engine_target<'a>(
+    env: &'a mut dyn EnvStore,
+    backend: EnvBackend,
+    slots: &'a mut RailSlots,
+    booted: SlotName,
+    state_files: &'a mut dyn EnvFiles,
+) -> InstallTarget<'a> {
+    InstallTarget {
+        env,
         scheme: backend.scheme(),
-        slots: &mut slots,
+        slots,
         compatible: COMPATIBLE,
         booted,
         attempts: ATTEMPTS,
         security_floor: 0,
         env_lock_dir: None,
         hooks: None,
-        state_files: None,
-    };
-    install::install(reader, target, &InstallOptions::default(), &mut NoProgress)
-        .map(|_| ())
-        .map_err(|e| format!("install {}: {e}", release.version))
+        state_files: Some(state_files),
+    }
 }
 
 /// A power-on: the bootloader decides and saves its env (`saveenv`, the vboot

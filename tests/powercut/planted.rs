@@ -12,8 +12,8 @@ use bascule_partitions::SlotName;
 
 use super::rail::RailFiles;
 use super::{
-    boot, env_store, fixture, install, record_probe, EnvBackend, PowerRail, ATTEMPTS, CHUNK, DATA,
-    ENV, SLOT_A,
+    activate, boot, env_store, fixture, install, install_no_activate, record_probe, EnvBackend,
+    PowerRail, ATTEMPTS, CHUNK, DATA, ENV, SLOT_A,
 };
 
 /// Scenario 1's first steps: v2 installed into B (while A runs), and B booted.
@@ -120,4 +120,47 @@ pub fn commit_renaming_before_fsync(rail: &PowerRail, _backend: EnvBackend) -> R
     let mut vars = env.load().map_err(|e| e.to_string())?;
     vars.insert("X", "1");
     env.commit(&vars).map_err(|e| e.to_string())
+}
+
+/// The data slot's directory with `fsync` of files and of the directory left out.
+struct NoFsync(RailFiles);
+
+impl EnvFiles for NoFsync {
+    fn read(&mut self, name: &str, max_len: usize) -> Result<Option<Vec<u8>>, HalError> {
+        self.0.read(name, max_len)
+    }
+    fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), HalError> {
+        self.0.write(name, bytes)
+    }
+    fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), HalError> {
+        self.0.append(name, bytes)
+    }
+    fn sync_file(&mut self, _name: &str) -> Result<(), HalError> {
+        Ok(())
+    }
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), HalError> {
+        self.0.rename(from, to)
+    }
+    fn sync_dir(&mut self) -> Result<(), HalError> {
+        Ok(())
+    }
+    fn path_of(&self, name: &str) -> String {
+        self.0.path_of(name)
+    }
+}
+
+/// Scenario 3 (install v2 into B `--no-activate`, activate, boot, confirm) with a
+/// staged record written without fsync: a cut after the env names B staged leaves
+/// no record for `activate`.
+pub fn stage_without_syncing_the_record(
+    rail: &PowerRail,
+    backend: EnvBackend,
+) -> Result<(), String> {
+    let v2 = &fixture().releases[1];
+    install_no_activate(rail, backend, v2, SlotName::A, NoFsync(rail.files(DATA)))?;
+    activate(rail, backend, SlotName::A)?;
+    if boot(rail, backend)? != BootDecision::Boot(SlotName::B) {
+        return Err("bootloader did not boot B".into());
+    }
+    Ok(())
 }
