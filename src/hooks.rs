@@ -15,7 +15,7 @@
 //! by `install --dry-run`.
 use std::time::Duration;
 
-use bascule_partitions::{Layout, SlotName};
+use bascule_partitions::{Layout, SlotName, SlotSpec};
 use serde::Deserialize;
 
 use crate::command;
@@ -136,9 +136,10 @@ pub struct HookEnv {
     pub booted: SlotName,
     /// The version installed or confirmed, if known.
     pub version: Option<String>,
-    /// The slot class whose device is given (the bundle's first image, or the first
-    /// class of the layout), if any.
-    pub class: Option<String>,
+    /// The slot classes of the bundle's images, in bundle order (empty for
+    /// `post-commit`, which is given the layout's first class). The first one's
+    /// device is `BASCULE_TARGET_DEVICE`; each one's is `BASCULE_TARGET_DEVICE_<CLASS>`.
+    pub classes: Vec<String>,
 }
 
 impl HookEnv {
@@ -152,21 +153,57 @@ impl HookEnv {
         if let Some(version) = &self.version {
             vars.push(("BASCULE_VERSION", version.clone()));
         }
-        let class = self
-            .class
-            .clone()
-            .or_else(|| layout.slots.keys().next().cloned());
-        if let Some((class, pair)) = class.and_then(|c| layout.slots.get(&c).map(|p| (c, p))) {
-            let spec = pair.get(self.target);
-            vars.push(("BASCULE_TARGET_CLASS", class));
-            vars.push(("BASCULE_TARGET_DEVICE", spec.device.display().to_string()));
-            if let Some(size) = spec.size {
-                vars.push(("BASCULE_TARGET_OFFSET", spec.offset.to_string()));
-                vars.push(("BASCULE_TARGET_SIZE", size.to_string()));
+        let mut vars: Vec<(String, String)> =
+            vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let classes: Vec<&String> = match self.classes.is_empty() {
+            true => layout.slots.keys().take(1).collect(),
+            false => self.classes.iter().collect(),
+        };
+        let known: Vec<(&String, &SlotSpec)> = classes
+            .into_iter()
+            .filter_map(|c| layout.slots.get(c).map(|pair| (c, pair.get(self.target))))
+            .collect();
+        if let Some((class, spec)) = known.first() {
+            vars.push(("BASCULE_TARGET_CLASS".into(), class.to_string()));
+            vars.extend(device_vars(spec, ""));
+        }
+        if !self.classes.is_empty() {
+            let names: Vec<&str> = known.iter().map(|(c, _)| c.as_str()).collect();
+            vars.push(("BASCULE_TARGET_CLASSES".into(), names.join(" ")));
+            for (class, spec) in &known {
+                vars.extend(device_vars(spec, &format!("_{}", env_suffix(class))));
             }
         }
-        vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        vars
     }
+}
+
+/// `BASCULE_TARGET_DEVICE{suffix}`, and its window when the slot is one.
+fn device_vars(spec: &SlotSpec, suffix: &str) -> Vec<(String, String)> {
+    let mut vars = vec![(
+        format!("BASCULE_TARGET_DEVICE{suffix}"),
+        spec.device.display().to_string(),
+    )];
+    if let Some(size) = spec.size {
+        vars.push((
+            format!("BASCULE_TARGET_OFFSET{suffix}"),
+            spec.offset.to_string(),
+        ));
+        vars.push((format!("BASCULE_TARGET_SIZE{suffix}"), size.to_string()));
+    }
+    vars
+}
+
+/// A slot class name as a variable-name suffix: upper case, every character other than
+/// an ASCII letter or digit as `_` (`app-data` → `APP_DATA`).
+fn env_suffix(class: &str) -> String {
+    class
+        .chars()
+        .map(|c| match c.is_ascii_alphanumeric() {
+            true => c.to_ascii_uppercase(),
+            false => '_',
+        })
+        .collect()
 }
 
 impl HooksConfig {
@@ -209,6 +246,8 @@ impl HooksConfig {
 
 #[cfg(test)]
 mod tests {
+    use bascule_partitions::AbPair;
+
     use super::*;
 
     fn parse(text: &str) -> Result<HooksConfig, String> {
@@ -266,5 +305,46 @@ mod tests {
             "the post-commit hook (hooks.post_commit) failed: sh exit status: 4"
         );
         assert_eq!(cfg.run(Hook::PreInstall, &env), Ok(()));
+    }
+
+    fn spec(device: &str, size: Option<u64>) -> SlotSpec {
+        SlotSpec {
+            device: device.into(),
+            offset: 0,
+            size,
+        }
+    }
+
+    #[test]
+    fn every_image_class_gets_its_device() {
+        let mut layout = Layout {
+            slots: Default::default(),
+            data: None,
+        };
+        for (class, a, b) in [
+            ("rootfs", "/dev/a1", "/dev/b1"),
+            ("app-data", "/dev/a2", "/dev/b2"),
+        ] {
+            let pair = AbPair {
+                a: spec(a, None),
+                b: spec(b, (class == "app-data").then_some(4096)),
+            };
+            layout.slots.insert(class.into(), pair);
+        }
+        let env = HookEnv {
+            target: SlotName::B,
+            booted: SlotName::A,
+            version: None,
+            classes: vec!["rootfs".into(), "app-data".into()],
+        };
+        let vars = env.vars(Hook::PostInstall, &layout);
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("BASCULE_TARGET_CLASS"), Some("rootfs"));
+        assert_eq!(get("BASCULE_TARGET_DEVICE"), Some("/dev/b1"));
+        assert_eq!(get("BASCULE_TARGET_CLASSES"), Some("rootfs app-data"));
+        assert_eq!(get("BASCULE_TARGET_DEVICE_ROOTFS"), Some("/dev/b1"));
+        assert_eq!(get("BASCULE_TARGET_DEVICE_APP_DATA"), Some("/dev/b2"));
+        assert_eq!(get("BASCULE_TARGET_SIZE_APP_DATA"), Some("4096"));
+        assert_eq!(get("BASCULE_TARGET_SIZE"), None, "rootfs.B is no window");
     }
 }

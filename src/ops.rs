@@ -432,7 +432,7 @@ impl DeviceHooks<'_> {
             target: at.target,
             booted: at.booted,
             version: Some(at.version.clone()),
-            class: Some(at.class.clone()),
+            classes: at.classes.clone(),
         };
         self.config.run(hook, &env.vars(hook, self.layout))
     }

@@ -144,7 +144,7 @@ fn post_install_hook_sees_the_documented_environment() {
     let hook = script(
         &fx,
         "post.sh",
-        &format!("env | grep ^BASCULE_ | sort > {}", out.display()),
+        &format!("env | grep ^BASCULE_ | LC_ALL=C sort > {}", out.display()),
     );
     configure(
         &fx,
@@ -157,9 +157,13 @@ fn post_install_hook_sees_the_documented_environment() {
         "BASCULE_BOOTED_SLOT=A".to_string(),
         "BASCULE_HOOK=post-install".into(),
         "BASCULE_TARGET_CLASS=rootfs".into(),
+        "BASCULE_TARGET_CLASSES=rootfs".into(),
         format!("BASCULE_TARGET_DEVICE={disk}"),
+        format!("BASCULE_TARGET_DEVICE_ROOTFS={disk}"),
         format!("BASCULE_TARGET_OFFSET={SLOT_SIZE}"),
+        format!("BASCULE_TARGET_OFFSET_ROOTFS={SLOT_SIZE}"),
         format!("BASCULE_TARGET_SIZE={SLOT_SIZE}"),
+        format!("BASCULE_TARGET_SIZE_ROOTFS={SLOT_SIZE}"),
         "BASCULE_TARGET_SLOT=B".into(),
         "BASCULE_VERSION=2.0.0".into(),
     ];

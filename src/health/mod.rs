@@ -217,7 +217,7 @@ pub fn post_commit(dev: &mut Device, slot: SlotName, done: &Confirmation) -> Opt
         target: slot,
         booted: slot,
         version: version.clone(),
-        class: None,
+        classes: Vec::new(),
     };
     let vars = env.vars(Hook::PostCommit, &dev.config.layout);
     let failed = dev.config.hooks.run(Hook::PostCommit, &vars).err()?;

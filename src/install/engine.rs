@@ -91,8 +91,8 @@ pub struct HookPoint {
     pub booted: SlotName,
     /// The version being installed.
     pub version: String,
-    /// The slot class of the bundle's first image.
-    pub class: String,
+    /// The slot classes of the bundle's images, in bundle order.
+    pub classes: Vec<String>,
 }
 
 /// The operator's commands around the writes (see [`crate::hooks`]); the engine only
@@ -157,7 +157,11 @@ pub fn install<R: Read>(
         target: plan.target,
         booted,
         version: manifest.version.clone(),
-        class: manifest.images[0].slot_class.clone(),
+        classes: manifest
+            .images
+            .iter()
+            .map(|i| i.slot_class.clone())
+            .collect(),
     };
     let hooks = dev.hooks.filter(|_| !opts.dry_run);
     if let Some(hooks) = hooks {
