@@ -3,8 +3,9 @@
 //! it staged), and `activate` marks it pending without writing it; `activate` refuses,
 //! leaving the environment as it was, a slot that changed after it was written, a
 //! missing record, a slot installed over or revived, another booted slot, a keyring
-//! that no longer trusts the bundle's key and a security floor raised above it; a
-//! failed `post-install` leaves the slot bad and no staged record.
+//! that no longer trusts the bundle's key, a security floor raised above it and an
+//! install cancelled by `mark-bad`; a failed `post-install` leaves the slot bad and no
+//! staged record.
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -194,4 +195,13 @@ fn a_failed_post_install_hook_with_no_activate_leaves_the_slot_bad_and_no_record
     assert!(!fx.path(RECORD).exists(), "a record of a failed install");
     assert_eq!(fx.env().get_str("BASCULE_STAGED"), None);
     refused(&fx, &["nothing to activate"]);
+}
+
+#[test]
+fn mark_bad_cancels_a_staged_install() {
+    let (fx, _image) = staged();
+    let run = fx.run(&["mark-bad", "B"]).ok();
+    assert!(run.stdout.contains('B'), "{}", run.stdout);
+    assert_eq!(fx.status_json()["slots"][1]["staged"], false);
+    refused(&fx, &["slot B is not staged"]);
 }

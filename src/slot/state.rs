@@ -436,11 +436,13 @@ pub fn factory_state(
     next
 }
 
-/// `slot` must not boot again. `None` when it already cannot.
+/// `slot` must not boot again, and a staged install in it is cancelled (`activate`
+/// refuses it). `None` when it already cannot boot and is not staged.
 pub fn mark_bad(scheme: &dyn BootScheme, vars: &EnvVars, slot: SlotName) -> Option<EnvVars> {
     let mut next = vars.clone();
     scheme.set_bad(&mut next, slot);
     set_on_trial(&mut next, slot, false);
+    staged::unstage(&mut next, slot);
     (next != *vars).then_some(next)
 }
 

@@ -5,9 +5,10 @@
 //! `BASCULE_<slot>_MANIFEST=<SHA-256 of the signed manifest>`, set in one commit after
 //! the slot was written, verified and its `post-install` hook passed, while the slot
 //! stays marked bad. Every later change that writes or revives the slot
-//! ([`super::begin_install`], [`super::mark_pending`], [`super::retry`]) drops
-//! `BASCULE_STAGED` in the same commit, so the variable names a slot only while it
-//! still holds what that install wrote and nothing made it bootable.
+//! ([`super::begin_install`], [`super::mark_pending`], [`super::retry`]) or marks it
+//! bad on purpose ([`super::mark_bad`]: `bascule mark-bad` cancels a staged install)
+//! drops `BASCULE_STAGED` in the same commit, so the variable names a slot only while
+//! it still holds what that install wrote and nothing made it bootable or cancelled it.
 //!
 //! Invariant kept: a slot is never marked pending without a [`TargetMarkedBad`], and
 //! the only two makers of one are [`super::begin_install`] (before the first byte is
@@ -194,11 +195,21 @@ mod tests {
     }
 
     #[test]
-    fn retry_drops_the_staged_mark_and_mark_bad_keeps_it() {
+    fn retry_and_mark_bad_drop_the_staged_mark() {
         let s = &RaucUboot;
         let vars = staged_b(s);
         assert_eq!(staged_slot(&retry(s, &vars, SlotName::B, &v2(), 3)), None);
-        let bad = mark_bad(s, &vars, SlotName::B).unwrap_or(vars.clone());
-        assert_eq!(staged_slot(&bad), Some(SlotName::B));
+        let cancelled = mark_bad(s, &vars, SlotName::B).expect("mark-bad cancels the staging");
+        assert_eq!(staged_slot(&cancelled), None);
+        assert_eq!(
+            mark_bad(s, &cancelled, SlotName::B),
+            None,
+            "nothing left to do"
+        );
+        assert_eq!(
+            staged_slot(&mark_bad(s, &vars, SlotName::A).unwrap()),
+            Some(SlotName::B),
+            "marking the other slot bad keeps B staged"
+        );
     }
 }
