@@ -209,21 +209,8 @@ pub fn install<R: Read>(
                 source,
             })?;
     }
-    match (marked, head) {
-        (Some(marked), Some(head)) => {
-            let record =
-                StagedRecord::new(plan.target, booted, opts.allow_downgrade, opts.force, head);
-            stage(&mut dev, &record, &marked, &manifest_sha256)?;
-        }
-        (Some(marked), None) => {
-            update_env(&mut dev, |vars, scheme| {
-                let mut next =
-                    state::mark_pending(scheme, vars, &marked, &plan.installed, attempts);
-                state::set_manifest(&mut next, plan.target, &manifest_sha256);
-                Ok::<_, InstallError>((next, ()))
-            })?;
-        }
-        (None, _) => {}
+    if let Some(marked) = marked {
+        finish(&mut dev, marked, head, &plan, opts, &manifest_sha256)?;
     }
     Ok(InstallReport {
         target: plan.target,
@@ -231,6 +218,28 @@ pub fn install<R: Read>(
         bytes: total,
         dry_run: opts.dry_run,
         staged: staging,
+    })
+}
+
+/// Step 8: the written target becomes pending, or with `--no-activate` (`head` is the
+/// bundle head to record) staged.
+fn finish(
+    dev: &mut InstallTarget,
+    marked: state::TargetMarkedBad,
+    head: Option<Vec<u8>>,
+    plan: &InstallPlan,
+    opts: &InstallOptions,
+    manifest_sha256: &str,
+) -> Result<(), InstallError> {
+    let (target, booted, attempts) = (plan.target, dev.booted, dev.attempts);
+    if let Some(head) = head {
+        let record = StagedRecord::new(target, booted, opts.allow_downgrade, opts.force, head);
+        return stage(dev, &record, &marked, manifest_sha256);
+    }
+    update_env(dev, |vars, scheme| {
+        let mut next = state::mark_pending(scheme, vars, &marked, &plan.installed, attempts);
+        state::set_manifest(&mut next, target, manifest_sha256);
+        Ok::<_, InstallError>((next, ()))
     })
 }
 
