@@ -7,7 +7,7 @@
 mod buffers;
 pub mod engine;
 pub mod lock;
-mod pipeline;
+pub(crate) mod pipeline;
 pub mod plan;
 pub mod progress;
 

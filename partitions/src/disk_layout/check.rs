@@ -147,7 +147,7 @@ pub enum EnvPlace {
     /// A file in the boot partition.
     Grub { path: String },
     /// Attribute bits; `BASCULE_*` in this partition (index into the plan's).
-    Gpt { bascule_env: Option<usize> },
+    Gpt { bascule_env: usize },
 }
 
 /// A raw image at a fixed disk offset.
@@ -268,7 +268,9 @@ impl DiskLayout {
             partitions,
             slots,
             data,
-            env: EnvPlace::Gpt { bascule_env: None },
+            env: EnvPlace::Grub {
+                path: String::new(),
+            },
             boot,
             raw: Vec::new(),
             device_config: None,
@@ -420,17 +422,10 @@ impl DiskLayout {
                 return Err(DiskLayoutError::GrubWithoutBoot)
             }
             BootEnvSpec::Grub { path } => return Ok(EnvPlace::Grub { path: path.clone() }),
-            BootEnvSpec::Gpt { bascule_env: None } => {
-                return Ok(EnvPlace::Gpt { bascule_env: None })
-            }
-            BootEnvSpec::Gpt {
-                bascule_env: Some(name),
-            } => {
-                let i = find(name)?;
+            BootEnvSpec::Gpt { bascule_env } => {
+                let i = find(bascule_env)?;
                 roles.take(i, "the bascule-env partition", &plan.partitions)?;
-                return Ok(EnvPlace::Gpt {
-                    bascule_env: Some(i),
-                });
+                return Ok(EnvPlace::Gpt { bascule_env: i });
             }
             BootEnvSpec::Uboot {
                 partition,

@@ -159,9 +159,13 @@ pub enum BootEnvSpec {
     /// ChromeOS-style attribute bits of the rootfs slot entries; `BASCULE_*` in the
     /// partition `bascule_env`.
     Gpt {
-        #[serde(default)]
-        bascule_env: Option<String>,
+        #[serde(default = "default_bascule_env")]
+        bascule_env: String,
     },
+}
+
+fn default_bascule_env() -> String {
+    "bascule-env".into()
 }
 
 fn zero() -> SizeText {
@@ -215,7 +219,8 @@ pub struct DeviceConfigSpec {
     /// The data partition or the boot partition (never a root slot: root images are
     /// signed content).
     pub partition: String,
-    /// Directory in that filesystem (default `bascule`): `system.toml` and `keyring/`.
+    /// Directory in that filesystem (default `etc/bascule`): `system.toml` and
+    /// `keyring/`.
     #[serde(default = "default_config_dir")]
     pub dir: String,
     /// The device's `system.toml` on the station, relative to the layout file.
@@ -223,7 +228,7 @@ pub struct DeviceConfigSpec {
 }
 
 fn default_config_dir() -> String {
-    "bascule".into()
+    "etc/bascule".into()
 }
 
 /// A layout file that cannot be read.

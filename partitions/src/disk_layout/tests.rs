@@ -326,7 +326,7 @@ fn device_config_goes_on_data_or_boot_only() {
     );
     let ok = config.replace("rootfs-a", "data");
     let p = plan(&format!("{BOARD}{ok}")).unwrap();
-    assert_eq!(p.device_config.unwrap().1.dir, "bascule");
+    assert_eq!(p.device_config.unwrap().1.dir, "etc/bascule");
 }
 
 #[test]
