@@ -153,7 +153,6 @@ fn file_size(path: &Path) -> Option<u64> {
 fn place(opts: &ProvisionOptions) -> Result<(Target, DiskPlan), ProvisionError> {
     let layout = DiskLayout::load(&opts.layout)?;
     let target = Target::open(&opts.disk, layout.disk.size.bytes())?;
-    target.refuse_in_use()?;
     let plan = layout.plan(Some(target.size), &file_size)?;
     if plan.disk_bytes() != target.size {
         return Err(ProvisionError::SizeMismatch {

@@ -30,8 +30,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// Opens `path`: an existing block device or file; a missing file is created
-    /// sparse at `create_size` (refused when that is unknown).
+    /// Opens `path`: an existing block device (refused when in use, see
+    /// [`refuse_in_use`]) or file; a missing file is created sparse at `create_size`
+    /// (refused when that is unknown).
     pub fn open(path: &Path, create_size: Option<u64>) -> Result<Target, ProvisionError> {
         let io = |what: &str| {
             let what = format!("{what} {}", path.display());
@@ -61,52 +62,44 @@ impl Target {
                 path: path.to_path_buf(),
             });
         };
-        let file = std::fs::File::open(path).map_err(io("open"))?;
-        let size = bascule_hal::block::device_size(&file, path)?;
-        Ok(Target {
-            path: std::fs::canonicalize(path).map_err(io("resolve"))?,
-            kind,
-            size,
-        })
+        let path = std::fs::canonicalize(path).map_err(io("resolve"))?;
+        if kind == TargetKind::Block {
+            refuse_in_use(&path, meta.rdev())?;
+        }
+        let file = std::fs::File::open(&path).map_err(io("open"))?;
+        let size = bascule_hal::block::device_size(&file, &path)?;
+        Ok(Target { path, kind, size })
     }
+}
 
-    /// Refuses a block device that is mounted (or has a mounted partition), or that
-    /// holds the running system's root file system. Never overridden by `--force`.
-    pub fn refuse_in_use(&self) -> Result<(), ProvisionError> {
-        if self.kind != TargetKind::Block {
-            return Ok(());
+/// Refuses the block device `path` (device number `rdev`) when it is mounted (or has
+/// a mounted partition), or holds the running system's root file system. Never
+/// overridden by `--force`; checked before the device is opened.
+fn refuse_in_use(path: &Path, rdev: u64) -> Result<(), ProvisionError> {
+    let disk = sys_block_dir(rdev);
+    let mut devices = vec![dev_text(rdev)];
+    devices.extend(partition_devices(disk.as_deref()));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mountinfo.lines() {
+        // id parent major:minor root mount-point ...
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(&numbers), Some(&point)) = (fields.get(2), fields.get(4)) else {
+            continue;
+        };
+        if devices.iter().any(|d| d == numbers) {
+            return Err(ProvisionError::Mounted {
+                disk: path.to_path_buf(),
+                device: numbers.into(),
+                mount: point.into(),
+            });
         }
-        let rdev = std::fs::metadata(&self.path)
-            .map(|m| m.rdev())
-            .map_err(|e| ProvisionError::Io {
-                context: format!("stat {}", self.path.display()),
-                message: e.to_string(),
-            })?;
-        let disk = sys_block_dir(rdev);
-        let mut devices = vec![dev_text(rdev)];
-        devices.extend(partition_devices(disk.as_deref()));
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for line in mountinfo.lines() {
-            // id parent major:minor root mount-point ...
-            let fields: Vec<&str> = line.split(' ').collect();
-            let (Some(&numbers), Some(&point)) = (fields.get(2), fields.get(4)) else {
-                continue;
-            };
-            if devices.iter().any(|d| d == numbers) {
-                return Err(ProvisionError::Mounted {
-                    disk: self.path.clone(),
-                    device: numbers.into(),
-                    mount: point.into(),
-                });
-            }
-            if point == "/" && root_disk(numbers).is_some_and(|d| Some(&d) == disk.as_ref()) {
-                return Err(ProvisionError::BootDisk {
-                    disk: self.path.clone(),
-                });
-            }
+        if point == "/" && root_disk(numbers).is_some_and(|d| Some(&d) == disk.as_ref()) {
+            return Err(ProvisionError::BootDisk {
+                disk: path.to_path_buf(),
+            });
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// `major:minor` as mountinfo writes it.
