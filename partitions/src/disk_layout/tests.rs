@@ -357,3 +357,16 @@ fn the_example_layouts_in_the_repository_plan() {
     }
     assert!(seen >= 2, "examples: {seen}");
 }
+
+#[test]
+fn the_layout_doc_example_plans() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/layout.md");
+    let text = std::fs::read_to_string(doc).unwrap();
+    let start = text.find("```toml\n").unwrap() + 8;
+    let end = start + text[start..].find("```").unwrap();
+    let layout = DiskLayout::parse(&text[start..end]).unwrap();
+    let any_file = |_: &Path| Some(1024);
+    let plan = layout.plan(None, &any_file).unwrap();
+    assert_eq!(plan.partitions.len(), 4);
+    assert_eq!(plan.raw[0].offset, 32 << 10);
+}
