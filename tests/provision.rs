@@ -625,3 +625,42 @@ fn a_gpt_attribute_layout_boots_slot_a() {
     let run = st.bascule(&all).ok();
     assert!(run.stdout.contains("already provisioned"), "{}", run.stdout);
 }
+
+/// The table write cut before each of its writes and syncs, after the last, and in
+/// the middle of each write (the hal's campaign, `hal/tests/gpt_create.rs`, cuts at
+/// every byte and sector): a re-run without `--force` completes the disk, and
+/// `--verify` passes.
+#[test]
+fn a_run_cut_during_the_table_write_is_completed_by_a_rerun() {
+    use bascule_hal::block::{BlockOp, CutPlan};
+    use bascule_hal::gpt::create::write_table;
+    use bascule_hal::FaultyBlock;
+    use bascule_partitions::disk_layout::DiskLayout;
+
+    let st = Station::new(LAYOUT);
+    let layout = DiskLayout::load(&st.path("layout.toml")).unwrap();
+    let sizes = |p: &Path| std::fs::metadata(p).ok().map(|m| m.len());
+    let plan = layout.plan(None, &sizes).unwrap();
+    let table = bascule::provision::table::new_table(&plan, None).unwrap();
+    let blank = vec![0u8; 64 << 20];
+    let mut clean = FaultyBlock::new("disk", blank.clone());
+    write_table(&mut clean, &table).unwrap();
+    let mut cuts = Vec::new();
+    for (i, op) in clean.ops().iter().enumerate() {
+        cuts.push(CutPlan::before(i as u64));
+        if let BlockOp::Write { len, .. } = op {
+            cuts.push(CutPlan::torn_prefix(i as u64, len / 2));
+        }
+    }
+    cuts.push(CutPlan::before(clean.ops().len() as u64));
+    for cut in cuts {
+        let mut dev = FaultyBlock::new("disk", blank.clone());
+        dev.arm(cut);
+        let written = write_table(&mut dev, &table);
+        let last = cut.at as usize == clean.ops().len();
+        assert!(written.is_err() != last, "cut {cut:?}: {written:?}");
+        st.set_disk(dev.after_cut().durable());
+        let run = st.provision(&["--verify"]);
+        assert_eq!(run.code, 0, "after cut {cut:?}: {}{}", run.stdout, run.stderr);
+    }
+}
