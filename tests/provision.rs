@@ -661,6 +661,10 @@ fn a_run_cut_during_the_table_write_is_completed_by_a_rerun() {
         assert!(written.is_err() != last, "cut {cut:?}: {written:?}");
         st.set_disk(dev.after_cut().durable());
         let run = st.provision(&["--verify"]);
-        assert_eq!(run.code, 0, "after cut {cut:?}: {}{}", run.stdout, run.stderr);
+        assert_eq!(
+            run.code, 0,
+            "after cut {cut:?}: {}{}",
+            run.stdout, run.stderr
+        );
     }
 }
