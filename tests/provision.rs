@@ -668,3 +668,66 @@ fn a_run_cut_during_the_table_write_is_completed_by_a_rerun() {
         );
     }
 }
+
+/// A loop device this test attached; detached when dropped.
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let detached = Command::new("losetup").args(["-d", &self.0]).status();
+        assert!(detached.is_ok_and(|s| s.success()), "losetup -d {}", self.0);
+    }
+}
+
+#[test]
+fn a_loop_device_is_provisioned_like_a_file() {
+    if !tool::require("losetup", "mount") || !tool::require("sfdisk", "fdisk") {
+        return;
+    }
+    let st = Station::new(LAYOUT);
+    st.set_disk(&vec![0u8; 64 << 20]);
+    let out = Command::new("losetup")
+        .args(["-f", "--show", &st.p("disk.img")])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        tool::skip_or_fail(&format!(
+            "losetup cannot attach a loop device here: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return;
+    }
+    let dev = Loop(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let bundle = "rootfs=v1.bascule";
+    let args = [
+        "provision",
+        "--layout",
+        "layout.toml",
+        "--disk",
+        &dev.0,
+        "--bundle",
+        bundle,
+    ];
+    let mut all = args.to_vec();
+    all.extend([
+        "--keyring",
+        "keys",
+        "--defaults",
+        "initial-env",
+        "--report",
+        "report.json",
+        "--verify",
+    ]);
+    let run = st.bascule(&all).ok();
+    assert!(run.stdout.contains("provisioned"), "{}", run.stdout);
+    let json = tool_output("sfdisk", &["--json", &dev.0], st.dir.path());
+    assert!(json.contains("\"name\": \"rootfs-a\""), "{json}");
+    let run = st.bascule(&all).ok();
+    assert!(run.stdout.contains("already provisioned"), "{}", run.stdout);
+    drop(dev);
+    let a = SLOT_A as usize;
+    assert_eq!(
+        &st.disk()[a..a + IMAGE_LEN],
+        &xorshift_bytes(7, IMAGE_LEN)[..]
+    );
+}
