@@ -81,6 +81,8 @@ pub enum ProvisionError {
     Foreign { disk: PathBuf, found: String },
     #[error("--keyring DIR is required to verify the bundles")]
     NoKeyring,
+    #[error("keyring: {0}")]
+    Keyring(crate::bundle::BundleError),
     #[error("no bundle for slot class {class:?} (give --bundle {class}=FILE)")]
     MissingBundle { class: String },
     #[error("--bundle {named}=...: the bundle's first image is for slot class {found:?}")]
@@ -101,6 +103,10 @@ pub enum ProvisionError {
     DeviceConfig { path: PathBuf, message: String },
     #[error("boot env: {0}")]
     Env(Box<crate::Error>),
+    #[error("boot env: after init-env it does not hold slot A good at version {version}")]
+    EnvNotInitialised { version: String },
+    #[error("{disk}: no valid GPT after writing it")]
+    TableUnreadable { disk: PathBuf },
     #[error("--verify alone needs --report FILE (the report to compare the disk with)")]
     VerifyWithoutReport,
     #[error("verify: {0}")]
@@ -177,8 +183,9 @@ pub fn run(opts: &ProvisionOptions) -> Result<Report, ProvisionError> {
         return Ok(report);
     }
     let (target, plan) = place(opts)?;
+    fixed_mmap_threshold();
     let keyring = Keyring::load_dir(opts.keyring.as_deref().ok_or(ProvisionError::NoKeyring)?)
-        .map_err(|e| ProvisionError::Env(Box::new(e.into())))?;
+        .map_err(ProvisionError::Keyring)?;
     let bundles = slots::check_bundles(&opts.bundles, &keyring, &plan)?;
     for class in plan.slots.keys() {
         if !bundles
@@ -211,6 +218,17 @@ pub fn run(opts: &ProvisionOptions) -> Result<Report, ProvisionError> {
         verify(&plan, &target.path, &report)?;
     }
     Ok(report)
+}
+
+/// The bundles go through the pipeline twice (checked, then written): keep glibc
+/// from raising its mmap threshold after the first pass frees its chunk buffers, so
+/// that they go back to the system instead of staying in the heap for the second.
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; no memory is touched.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
 }
 
 /// Writes the table unless the disk's already matches; returns whether it did match.
@@ -429,8 +447,9 @@ impl Run<'_> {
         steps: Vec<String>,
     ) -> Result<Report, ProvisionError> {
         let tables = table::read(self.disk, self.plan.sector_size)?;
-        let current = table::in_use(&tables)
-            .ok_or_else(|| ProvisionError::Verify("no valid GPT after writing it".into()))?;
+        let current = table::in_use(&tables).ok_or_else(|| ProvisionError::TableUnreadable {
+            disk: self.disk.to_path_buf(),
+        })?;
         let mut slots = Vec::new();
         for bundle in self.bundles {
             slots.extend(slots::records(

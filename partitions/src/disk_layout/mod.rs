@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod check;
+mod error;
 mod size;
 #[cfg(test)]
 mod tests;
