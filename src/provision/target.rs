@@ -79,27 +79,43 @@ fn refuse_in_use(path: &Path, rdev: u64) -> Result<(), ProvisionError> {
     let disk = sys_block_dir(rdev);
     let mut devices = vec![dev_text(rdev)];
     devices.extend(partition_devices(disk.as_deref()));
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in mountinfo.lines() {
-        // id parent major:minor root mount-point ...
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (Some(&numbers), Some(&point)) = (fields.get(2), fields.get(4)) else {
-            continue;
-        };
-        if devices.iter().any(|d| d == numbers) {
-            return Err(ProvisionError::Mounted {
-                disk: path.to_path_buf(),
-                device: numbers.into(),
-                mount: point.into(),
-            });
-        }
-        if point == "/" && root_disk(numbers).is_some_and(|d| Some(&d) == disk.as_ref()) {
-            return Err(ProvisionError::BootDisk {
-                disk: path.to_path_buf(),
-            });
-        }
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| ProvisionError::Io {
+            context: "read /proc/self/mountinfo (to refuse a mounted disk)".into(),
+            message: e.to_string(),
+        })?;
+    if let Some((device, mount)) = mounted(&mountinfo, &devices) {
+        return Err(ProvisionError::Mounted {
+            disk: path.to_path_buf(),
+            device,
+            mount,
+        });
+    }
+    let root = mount_entries(&mountinfo).find(|(_, point)| *point == "/");
+    if root.is_some_and(|(numbers, _)| root_disk(numbers).is_some_and(|d| Some(d) == disk)) {
+        return Err(ProvisionError::BootDisk {
+            disk: path.to_path_buf(),
+        });
     }
     Ok(())
+}
+
+/// The (`major:minor`, mount point) of each line of `/proc/self/mountinfo`.
+fn mount_entries(mountinfo: &str) -> impl Iterator<Item = (&str, &str)> {
+    mountinfo.lines().filter_map(|line| {
+        // id parent major:minor root mount-point ...
+        let mut fields = line.split(' ').skip(2);
+        let numbers = fields.next()?;
+        let point = fields.nth(1)?;
+        Some((numbers, point))
+    })
+}
+
+/// The first mount of one of `devices` (`major:minor`): (device, mount point).
+fn mounted(mountinfo: &str, devices: &[String]) -> Option<(String, String)> {
+    mount_entries(mountinfo)
+        .find(|(numbers, _)| devices.iter().any(|d| d == numbers))
+        .map(|(n, p)| (n.to_string(), p.to_string()))
 }
 
 /// `major:minor` as mountinfo writes it.
@@ -171,4 +187,33 @@ pub fn signatures(path: &Path) -> Result<Vec<String>, ProvisionError> {
             format!("{ty} at {at}")
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+22 1 0:21 / / rw,relatime - overlay overlay rw
+23 22 259:3 / /boot rw - vfat /dev/nvme0n1p1 rw
+24 22 7:17 /sub /mnt/x rw - ext4 /dev/loop1p1 rw
+";
+
+    #[test]
+    fn a_mounted_partition_of_the_disk_is_found_with_its_mount_point() {
+        let devices = ["7:16".to_string(), "7:17".to_string()];
+        assert_eq!(
+            mounted(MOUNTINFO, &devices),
+            Some(("7:17".into(), "/mnt/x".into()))
+        );
+        assert_eq!(mounted(MOUNTINFO, &["7:18".to_string()]), None);
+    }
+
+    #[test]
+    fn the_root_mount_is_read_from_mountinfo() {
+        let root = mount_entries(MOUNTINFO).find(|(_, p)| *p == "/");
+        assert_eq!(root, Some(("0:21", "/")));
+        // An overlay (major 0) has no disk in sysfs: no disk to compare with.
+        assert_eq!(root_disk("0:21"), None);
+    }
 }
