@@ -731,3 +731,31 @@ fn a_loop_device_is_provisioned_like_a_file() {
         &xorshift_bytes(7, IMAGE_LEN)[..]
     );
 }
+
+#[test]
+fn a_forced_disk_gets_the_board_defaults_not_the_env_it_held() {
+    let st = Station::new(LAYOUT);
+    std::fs::write(st.path("initial-env"), "bootcmd=old\nold_var=1\n").unwrap();
+    st.provision(&[]).ok();
+    assert_eq!(st.report()["env"]["old_var"], "1");
+    // Another layout (the data partition lost its attribute): the disk is foreign.
+    std::fs::write(
+        st.path("layout.toml"),
+        LAYOUT.replace("attributes = [60]\n", ""),
+    )
+    .unwrap();
+    std::fs::write(
+        st.path("initial-env"),
+        "bootcmd=run distro_bootcmd\nboard_name=acme\n",
+    )
+    .unwrap();
+    st.provision(&[])
+        .fails_with(&["GPT that is not this layout", "--force"]);
+    st.provision(&["--force"]).ok();
+    let env = &st.report()["env"];
+    assert_eq!(env["board_name"], "acme", "{env}");
+    assert!(
+        env.get("old_var").is_none(),
+        "the old env's variables were kept: {env}"
+    );
+}

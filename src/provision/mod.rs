@@ -248,8 +248,10 @@ fn write_table_step(plan: &DiskPlan, target: &Target, force: bool) -> Result<boo
             found,
         });
     }
-    write_table(&mut dev, &table::new_table(plan, None)?)?;
+    // Before the table: a cut between the two leaves a disk that is still not this
+    // layout (or blank), never a matching one with a stale env that a resume keeps.
     env::erase(plan, &target.path)?;
+    write_table(&mut dev, &table::new_table(plan, None)?)?;
     Ok(false)
 }
 
