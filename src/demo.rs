@@ -1,9 +1,11 @@
 //! `bascule demo`: a whole A/B update cycle on a device made of local files.
 //!
-//! It builds a default device (slot images A and B, a data slot whose mounted
-//! filesystem a `data/` directory stands in for, a redundant U-Boot environment file,
-//! `system.toml` with a `[health]` probe, a signing key and an `fw_env.config`), then:
-//! provisions v1 into A; installs v2 into B, "reboots" with the bootloader simulator,
+//! It builds a default device: one GPT disk image `disk.img` made by `bascule
+//! provision` from `layout.toml` (slots A and B, a data partition whose mounted
+//! filesystem a `data/` directory stands in for, a redundant U-Boot env at raw offsets
+//! before the first partition, initialised from the board's default env with v1 in
+//! slot A), `system.toml` with a `[health]` probe, a signing key and an
+//! `fw_env.config`. Then it installs v2 into B, "reboots" with the bootloader simulator,
 //! runs the health probe ([`crate::health`]), which confirms B; installs v3 into A,
 //! whose application self-test fails, reboots while the probe fails until the tries
 //! run out, shows the bootloader falling back to B and the history record that
@@ -14,8 +16,6 @@
 //! moment one does not hold.
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use bascule_hal::{BlockDevice, FileBlock};
 
 use crate::health::{self, history::format_time, ProbeResult};
 use bascule_partitions::SlotName;
@@ -28,24 +28,75 @@ use crate::ops;
 use crate::slot::{BootDecision, SlotState};
 use crate::Error;
 
-const SLOT_SIZE: u64 = 32 << 20;
 const IMAGE_SIZE: u64 = 24 << 20;
 const ENV_SIZE: u64 = 0x4000;
-const DATA_SIZE: u64 = 1 << 20;
+/// The two env copies, between the GPT and the first partition (at 1 MiB).
+const ENV_OFFSETS: [u64; 2] = [512 << 10, 768 << 10];
 const COMPATIBLE: &str = "bascule-demo-board";
+
+/// The demo disk, as a provisioning station's layout file.
+fn layout_toml() -> String {
+    format!(
+        r#"# The demo disk: GPT, two 32 MiB root slots, a data slot, U-Boot's redundant env
+# at raw offsets before the first partition. See docs/layout.md.
+compatible = "{COMPATIBLE}"
+[disk]
+size = "80MiB"
+[[partition]]
+name = "rootfs-a"
+type = "linux"
+size = "32MiB"
+[[partition]]
+name = "rootfs-b"
+type = "linux"
+size = "32MiB"
+[[partition]]
+name = "data"
+type = "linux"
+size = "rest"
+[slots.rootfs]
+A = "rootfs-a"
+B = "rootfs-b"
+[data]
+partition = "data"
+[bootenv]
+backend = "uboot"
+offset = {}
+redundant_offset = {}
+size = {ENV_SIZE}
+"#,
+        ENV_OFFSETS[0], ENV_OFFSETS[1]
+    )
+}
+
+/// The byte window (offset, size) of each partition of the demo layout, by name.
+fn windows() -> Result<Vec<(String, u64, u64)>, Error> {
+    use bascule_partitions::disk_layout::DiskLayout;
+    let layout = DiskLayout::parse(&layout_toml()).map_err(|e| Error::Usage(e.to_string()))?;
+    let plan = layout
+        .plan(None, &|_| None)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    Ok((0..plan.partitions.len())
+        .map(|i| {
+            let (offset, size) = plan.window(i);
+            (plan.partitions[i].name.clone(), offset, size)
+        })
+        .collect())
+}
 
 /// Runs the demo in `dir`.
 pub fn run(dir: &Path) -> Result<(), Error> {
     let dir = prepare_dir(dir)?;
     let mut step = Steps::default();
-    step.say("Create a default device: slot-A.img and slot-B.img, a redundant U-Boot env, system.toml with a [health] probe, keys");
+    step.say("Create a default device: layout.toml (GPT: rootfs-a, rootfs-b, data; U-Boot env at raw offsets), system.toml with a [health] probe, keys");
     let key = create_device(&dir)?;
-    let mut dev = Device::open(SystemConfig::load(&dir.join("system.toml"))?)?;
 
     step.say(
-        "Factory: provision v1 into slot A and write an environment where A is good and booted",
+        "Factory: bascule provision writes the GPT, v1 into slot A, the data slot and an env where A is good and booted",
     );
-    provision_v1(&dir, &mut dev)?;
+    provision_v1(&dir, &key)?;
+    let mut dev = Device::open(SystemConfig::load(&dir.join("system.toml"))?)?;
+    expect_state(&mut dev, SlotName::A, |s| *s == SlotState::Good, "A good")?;
     show_status(&mut dev)?;
 
     step.say("Release team: build ext4 images v2 (healthy) and v3 (its app self-test fails), sign bundles");
@@ -227,33 +278,29 @@ const INITIAL_ENV: &str = "bootdelay=2\n\
     bootcmd=load mmc 0:1 ${scriptaddr} boot.scr; source ${scriptaddr}\n\
     scriptaddr=0x40200000\n";
 
-/// Writes slot-A.img, slot-B.img, uboot.env (blank), u-boot-initial-env, data.img, data/,
-/// app-selftest.sh,
-/// system.toml, fw_env.config, cmdline and the keys.
+/// Writes layout.toml, u-boot-initial-env, data/, app-selftest.sh, system.toml,
+/// fw_env.config, cmdline and the keys; `disk.img` is made by provisioning.
 fn create_device(dir: &Path) -> Result<PathBuf, Error> {
-    let sized = |name: &str, len: u64| -> Result<(), Error> {
-        let f =
-            std::fs::File::create(dir.join(name)).map_err(Error::io(format!("create {name}")))?;
-        f.set_len(len).map_err(Error::io(format!("size {name}")))
-    };
-    sized("slot-A.img", SLOT_SIZE)?;
-    sized("slot-B.img", SLOT_SIZE)?;
-    sized("uboot.env", 2 * ENV_SIZE)?;
-    sized("data.img", DATA_SIZE)?;
     std::fs::create_dir_all(dir.join("data")).map_err(Error::io("create data"))?;
+    std::os::unix::fs::symlink("disk.img", dir.join("data-partition"))
+        .map_err(Error::io("link data-partition"))?;
     let write = |name: &str, text: String| {
         std::fs::write(dir.join(name), text).map_err(Error::io(format!("write {name}")))
     };
-    write("system.toml", system_toml(dir))?;
-    write("app-selftest.sh", APP_SELFTEST.into())?;
+    let windows = windows()?;
+    write("layout.toml", layout_toml())?;
+    write("system.toml", system_toml(dir, &windows))?;
+    write("app-selftest.sh", app_selftest(&windows))?;
     write("cmdline", "console=ttyS0 bascule.slot=A\n".into())?;
     write("u-boot-initial-env", INITIAL_ENV.into())?;
-    let env = dir.join("uboot.env");
+    let disk = dir.join("disk.img");
     write(
         "fw_env.config",
         format!(
-            "{0} 0x0 {ENV_SIZE:#x}\n{0} {ENV_SIZE:#x} {ENV_SIZE:#x}\n",
-            env.display()
+            "{0} {1:#x} {ENV_SIZE:#x}\n{0} {2:#x} {ENV_SIZE:#x}\n",
+            disk.display(),
+            ENV_OFFSETS[0],
+            ENV_OFFSETS[1]
         ),
     )?;
     for sub in ["keyring", "signing"] {
@@ -268,18 +315,34 @@ fn create_device(dir: &Path) -> Result<PathBuf, Error> {
 }
 
 /// The demo application's self-test, the probe's command check: it reads
-/// `/etc/bascule-health` from the booted slot's ext4 filesystem (on a device, the
-/// application would read its own files on the running root).
-const APP_SELFTEST: &str = r#"#!/bin/sh
+/// `/etc/bascule-health` from the booted slot's ext4 filesystem in `disk.img` (on a
+/// device, the application would read its own files on the running root).
+fn app_selftest(windows: &[(String, u64, u64)]) -> String {
+    let offset = |name: &str| windows.iter().find(|w| w.0 == name).map_or(0, |w| w.1);
+    format!(
+        r#"#!/bin/sh
 dir=$(dirname "$0")
 slot=$(sed -n 's/.*bascule\.slot=\([AB]\).*/\1/p' "$dir/cmdline")
-state=$(debugfs -R 'cat /etc/bascule-health' "$dir/slot-$slot.img" 2>/dev/null)
+case "$slot" in A) offset={};; *) offset={};; esac
+state=$(debugfs -R 'cat /etc/bascule-health' "$dir/disk.img?offset=$offset" 2>/dev/null)
 echo "app self-test on slot $slot: /etc/bascule-health says '$state'"
-[ "$state" = ok ] || { echo "app: self-test failed" >&2; exit 1; }
-"#;
+[ "$state" = ok ] || {{ echo "app: self-test failed" >&2; exit 1; }}
+"#,
+        offset("rootfs-a"),
+        offset("rootfs-b")
+    )
+}
 
-fn system_toml(dir: &Path) -> String {
+fn system_toml(dir: &Path, windows: &[(String, u64, u64)]) -> String {
     let selftest = dir.join("app-selftest.sh");
+    let window = |name: &str| {
+        let (_, offset, size) = windows
+            .iter()
+            .find(|w| w.0 == name)
+            .cloned()
+            .unwrap_or_default();
+        format!("device = \"disk.img\"\noffset = {offset}\nsize = {size}")
+    };
     format!(
         r#"# bascule demo device: every path is relative to this file.
 compatible = "{COMPATIBLE}"
@@ -287,9 +350,11 @@ keyring = "keyring"
 # state_dir defaults to data/bascule: the security floor both slots share
 
 # The data slot: a filesystem both root slots see, mounted before bascule runs. On a
-# real device a partition mounted at e.g. /data; here data.img and the data/ directory.
+# real device a partition mounted at e.g. /data; here the data partition of disk.img
+# (made by provisioning), named by the symlink data-partition as udev names it by
+# /dev/disk/by-partlabel/data, and the data/ directory standing in for its mount.
 [data]
-device = "data.img"
+device = "data-partition"
 mount = "data"
 
 [boot]
@@ -298,16 +363,17 @@ attempts = 3
 
 [bootenv]
 backend = "uboot"
-path = "uboot.env"
+path = "disk.img"
+offset = {env_a}
 size = {ENV_SIZE}
-redundant_offset = {ENV_SIZE}
+redundant_offset = {env_b}
 defaults = "u-boot-initial-env"   # the board's default env, for init-env on a blank env
 
 [slots.rootfs.A]
-device = "slot-A.img"
+{slot_a}
 
 [slots.rootfs.B]
-device = "slot-B.img"
+{slot_b}
 
 # The health probe (`bascule health`): confirms the booted slot when every check
 # passes. The demo's "reboot" is the simulator's next power-on, so the command is true.
@@ -322,30 +388,35 @@ name = "app-selftest"
 command = ["sh", {selftest:?}]
 timeout_secs = 10
 "#,
-        selftest = selftest.display().to_string()
+        selftest = selftest.display().to_string(),
+        env_a = ENV_OFFSETS[0],
+        env_b = ENV_OFFSETS[1],
+        slot_a = window("rootfs-a"),
+        slot_b = window("rootfs-b"),
     )
 }
 
-/// What a provisioning station does: raw-copy v1 into A, write a complete env.
-fn provision_v1(dir: &Path, dev: &mut Device) -> Result<(), Error> {
-    let image = make_image(dir, "1.0.0", true)?;
-    let bytes = std::fs::read(&image).map_err(Error::io("read v1 image"))?;
-    let spec = dev
-        .config
-        .layout
-        .class("rootfs")
-        .map_err(|e| Error::Usage(e.to_string()))?
-        .a
-        .clone();
-    let mut slot = FileBlock::open(&spec.device, spec.offset, spec.size, true)?;
-    slot.write_at(0, &bytes)?;
-    slot.sync()?;
-    let opts = ops::InitEnv {
-        version: Some("1.0.0"),
+/// What a provisioning station does: `bascule provision` of v1 onto a blank disk.
+fn provision_v1(dir: &Path, key: &Path) -> Result<(), Error> {
+    let v1 = release(dir, key, "1.0.0", true)?;
+    let opts = crate::provision::ProvisionOptions {
+        layout: dir.join("layout.toml"),
+        disk: dir.join("disk.img"),
+        bundles: vec![("rootfs".into(), v1)],
+        keyring: Some(dir.join("keyring")),
+        defaults: Some(dir.join("u-boot-initial-env")),
+        verify: true,
+        report: Some(dir.join("provision-report.json")),
         ..Default::default()
     };
-    ops::init_env(dev, SlotName::A, &opts)?;
-    expect_state(dev, SlotName::A, |s| *s == SlotState::Good, "A good")
+    let report = crate::provision::run(&opts)?;
+    for line in report.summary().lines() {
+        println!("     {line}");
+    }
+    expect(
+        report.outcome == crate::provision::Outcome::Provisioned,
+        "a blank disk provisioned, re-read and verified (report: provision-report.json)",
+    )
 }
 
 fn release(dir: &Path, key: &Path, version: &str, healthy: bool) -> Result<PathBuf, Error> {

@@ -132,9 +132,7 @@ impl Device {
 
     /// The slots of this device, for the install engine.
     pub fn slots(&self) -> FileSlots {
-        FileSlots {
-            layout: self.config.layout.clone(),
-        }
+        FileSlots::new(self.config.layout.clone())
     }
 }
 
@@ -235,6 +233,13 @@ fn env_size(path: &Path, size: u64) -> Result<usize, HalError> {
 /// Slots that live in files or block devices, as the layout says.
 pub struct FileSlots {
     layout: Layout,
+}
+
+impl FileSlots {
+    /// The slots of `layout`.
+    pub fn new(layout: Layout) -> FileSlots {
+        FileSlots { layout }
+    }
 }
 
 impl SlotDevices for FileSlots {

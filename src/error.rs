@@ -25,6 +25,8 @@ pub enum Error {
     Source(#[from] SourceError),
     #[error(transparent)]
     Health(#[from] HealthError),
+    #[error(transparent)]
+    Provision(#[from] crate::provision::ProvisionError),
     #[error("boot environment is not usable: {0}")]
     Scheme(#[from] SchemeError),
     #[error("cannot read the boot environment: {0}")]

@@ -9,7 +9,7 @@
 //! state machine, pure), [`install`] (planning, pure; the streaming engine over `hal`
 //! traits), [`config`] and [`device`] (what `system.toml` describes, opened;
 //! [`state_dir`] checks that the shared state is on the data slot), [`ops`]
-//! (the commands' logic), [`health`] (the probe that confirms the booted slot, and
+//! (the commands' logic), [`provision`] (factory provisioning of a blank disk from `layout.toml`), [`health`] (the probe that confirms the booted slot, and
 //! its history), [`hooks`] (the operator's commands around an install and a
 //! confirmation, run by [`command`]), [`cli`] (argument parsing and printing only).
 pub mod bundle;
@@ -24,6 +24,7 @@ pub mod health;
 pub mod hooks;
 pub mod install;
 pub mod ops;
+pub mod provision;
 pub mod slot;
 pub mod source;
 pub mod state_dir;

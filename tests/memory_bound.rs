@@ -167,3 +167,60 @@ fn large_xz_install_stays_under_32_mib() {
 fn large_uncompressed_install_stays_under_32_mib() {
     install_large("none");
 }
+
+/// `bascule provision` of an image file whose slot A receives the large image (the
+/// bundle read twice: checked in full, then written; the slot hashed back).
+#[test]
+fn large_provision_stays_under_32_mib() {
+    let mib = image_mib();
+    let len = mib << 20;
+    let fx = Fixture::new();
+    let image = fx.path("images/large.img");
+    write_image(&image, len, 0x5eed);
+    let bundle = fx.bundle(&image, &BundleOpts::default().chunk_size(1 << 20));
+    let layout = format!(
+        "compatible = {:?}\n[disk]\nsize = \"{}MiB\"\n\
+         [[partition]]\nname = \"rootfs-a\"\ntype = \"linux\"\nsize = \"{mib}MiB\"\n\
+         [[partition]]\nname = \"rootfs-b\"\ntype = \"linux\"\nsize = \"1MiB\"\n\
+         [[partition]]\nname = \"data\"\ntype = \"linux\"\nsize = \"rest\"\n\
+         [slots.rootfs]\nA = \"rootfs-a\"\nB = \"rootfs-b\"\n[data]\npartition = \"data\"\n\
+         [bootenv]\nbackend = \"native\"\noffset = \"512KiB\"\nsecond_offset = \"768KiB\"\nsize = \"16KiB\"\n",
+        common::COMPATIBLE,
+        mib + 16
+    );
+    std::fs::write(fx.path("layout.toml"), layout).unwrap();
+    let (layout, disk) = (fx.path("layout.toml"), fx.path("provisioned.img"));
+    let bundle_arg = format!("rootfs={}", bundle.display());
+    let args = [
+        "provision",
+        "--layout",
+        &layout.display().to_string(),
+        "--disk",
+        &disk.display().to_string(),
+        "--bundle",
+        &bundle_arg,
+        "--keyring",
+        &fx.path("keyring").display().to_string(),
+    ]
+    .map(|s| s.to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, stderr, kib) = run_measured(&fx, &args);
+    assert!(ok, "provision failed:\n{stderr}");
+    eprintln!("peak RSS provisioning {mib} MiB: {kib} KiB");
+    assert!(kib > 0, "no RSS measured");
+    assert!(
+        kib < RSS_LIMIT_KIB,
+        "provisioning {mib} MiB peaked at {kib} KiB, limit {RSS_LIMIT_KIB} KiB"
+    );
+    let mut a = std::fs::File::open(&disk).unwrap();
+    let mut head = vec![0u8; 1 << 20];
+    use std::io::{Read, Seek};
+    a.seek(std::io::SeekFrom::Start(1 << 20)).unwrap();
+    a.read_exact(&mut head).unwrap();
+    let mut want = vec![0u8; 1 << 20];
+    std::fs::File::open(&image)
+        .unwrap()
+        .read_exact(&mut want)
+        .unwrap();
+    assert!(head == want, "slot A does not start with the image");
+}

@@ -7,6 +7,11 @@
 //! window of a file or block device ([`SlotSpec`]). Two slots never overlap: a layout
 //! where they do is refused when it is loaded, so an install into one slot can never
 //! touch another.
+//!
+//! [`disk_layout`] is the factory's view: the whole GPT disk a provisioning station
+//! writes (`layout.toml`).
+pub mod disk_layout;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -107,6 +107,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         defaults: Option<PathBuf>,
     },
+    /// Factory step: partition a blank disk from a layout file, write the bundles into
+    /// slot A (and B), the boot content, the data slot and the first boot state, and
+    /// report what was written. Re-running completes a cut-off run and is a no-op on a
+    /// finished disk.
+    Provision(ProvisionArgs),
     /// Run the full A/B cycle on a device made of local disk-image files.
     Demo {
         /// Where to create the demo device.
@@ -160,6 +165,48 @@ pub struct InstallArgs {
     /// `activate` checks is kept in state_dir (staged-install).
     #[arg(long, conflicts_with = "dry_run")]
     pub no_activate: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProvisionArgs {
+    /// The disk layout (layout.toml; see docs/layout.md).
+    #[arg(long)]
+    pub layout: PathBuf,
+    /// The target: an image file (created sparse when missing), a loop or block device.
+    #[arg(long)]
+    pub disk: PathBuf,
+    /// CLASS=BUNDLE: the bundle written into the slots of CLASS (e.g. rootfs=v1.bascule).
+    #[arg(long = "bundle", value_name = "CLASS=FILE", value_parser = parse_bundle_arg)]
+    pub bundles: Vec<(String, PathBuf)>,
+    /// Directory of trusted public keys: bundles are verified with it, and its keys
+    /// are copied with the device's system.toml.
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
+    /// The board's default U-Boot env (u-boot-initial-env), kept in the first boot env.
+    #[arg(long, value_name = "FILE")]
+    pub defaults: Option<PathBuf>,
+    /// Write the bundles into slot B too (B stays marked bad in the env).
+    #[arg(long)]
+    pub both_slots: bool,
+    /// Overwrite a disk that carries another partition table or a file system.
+    #[arg(long)]
+    pub force: bool,
+    /// Re-read the table and the slots and compare them with the report; without
+    /// --bundle, only that, against the report given with --report.
+    #[arg(long)]
+    pub verify: bool,
+    /// Write the report as JSON to FILE (with --verify alone: the report to check).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+fn parse_bundle_arg(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((class, path)) if !class.is_empty() && !path.is_empty() => {
+            Ok((class.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!("{s:?} is not CLASS=FILE (e.g. rootfs=v1.bascule)")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -260,6 +307,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::Provision(args) => provision(args),
         Command::Demo { dir } => crate::demo::run(&dir),
     }
 }
@@ -290,6 +338,31 @@ fn install(config: &std::path::Path, args: &InstallArgs) -> Result<(), Error> {
     };
     let report = ops::install(&mut dev, &args.source, &opts, progress.as_mut())?;
     print::installed(&report, args.progress == ProgressMode::Json);
+    Ok(())
+}
+
+fn provision(args: ProvisionArgs) -> Result<(), Error> {
+    let verify_only = args.bundles.is_empty() && args.verify;
+    let opts = crate::provision::ProvisionOptions {
+        layout: args.layout,
+        disk: args.disk,
+        bundles: args.bundles,
+        keyring: args.keyring,
+        defaults: args.defaults,
+        both_slots: args.both_slots,
+        force: args.force,
+        verify: args.verify,
+        report: args.report,
+    };
+    let report = crate::provision::run(&opts)?;
+    if verify_only {
+        println!("{}: matches the report (table and every slot)", report.disk);
+    } else {
+        print!("{}", report.summary());
+        if opts.verify {
+            println!("verified: the table and every slot read back as reported");
+        }
+    }
     Ok(())
 }
 

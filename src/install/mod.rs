@@ -11,7 +11,7 @@ pub mod activate;
 mod buffers;
 pub mod engine;
 pub mod lock;
-mod pipeline;
+pub(crate) mod pipeline;
 pub mod plan;
 pub mod progress;
 mod readback;

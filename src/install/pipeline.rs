@@ -82,7 +82,7 @@ fn default_workers() -> usize {
 }
 
 /// Runs the pipeline over every chunk of the bundle; `slots` is `None` for a dry run.
-pub(super) fn stream<R: Read>(
+pub(crate) fn stream<R: Read>(
     reader: &mut BundleReader<R>,
     manifest: &Manifest,
     target: SlotName,

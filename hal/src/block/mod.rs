@@ -17,7 +17,7 @@ pub use mem::MemBlock;
 #[cfg(feature = "std")]
 mod file;
 #[cfg(feature = "std")]
-pub use file::FileBlock;
+pub use file::{device_size, FileBlock};
 
 /// A fixed-size, randomly addressable byte device.
 pub trait BlockDevice {

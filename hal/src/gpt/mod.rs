@@ -72,6 +72,7 @@ use crate::env::native::NativeCodec;
 use crate::env::{EnvStore, EnvVars};
 use crate::HalError;
 
+pub mod create;
 pub mod table;
 #[cfg(test)]
 mod tests;

@@ -157,6 +157,45 @@ impl Table {
         Ok(Table { header, entries })
     }
 
+    /// A table from header fields and entries as given, unchecked: for
+    /// [`super::create`], which fills the CRCs with [`Table::encode_header`].
+    pub(crate) fn from_parts(header: Vec<u8>, entries: Vec<u8>) -> Table {
+        Table { header, entries }
+    }
+
+    /// The disk GUID.
+    pub fn disk_guid(&self) -> [u8; 16] {
+        let mut g = [0u8; 16];
+        g.copy_from_slice(&self.header[56..72]);
+        g
+    }
+
+    /// The partition type GUID of entry `index` (all zero when unused).
+    pub fn type_guid(&self, index: usize) -> [u8; 16] {
+        let mut g = [0u8; 16];
+        g.copy_from_slice(&self.entry(index)[..16]);
+        g
+    }
+
+    /// The unique partition GUID of entry `index`.
+    pub fn unique_guid(&self, index: usize) -> [u8; 16] {
+        let mut g = [0u8; 16];
+        g.copy_from_slice(&self.entry(index)[16..32]);
+        g
+    }
+
+    /// The name of entry `index` (up to its first NUL; unpaired surrogates replaced).
+    pub fn name(&self, index: usize) -> alloc::string::String {
+        let raw = &self.entry(index)[NAME_OFFSET..NAME_OFFSET + NAME_LEN];
+        let units = raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&u| u != 0);
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect()
+    }
+
     /// LBA of this header.
     pub fn my_lba(&self) -> u64 {
         u64_at(&self.header, 24)
