@@ -149,6 +149,11 @@ pub struct InstallArgs {
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Print where the install's time went (busy and idle time of the reader, the
+    /// check workers, the writer, the slot and the final sync) as one JSON line
+    /// `{"event":"stages",...}` on stderr.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -273,6 +278,9 @@ fn install(config: &std::path::Path, args: &InstallArgs) -> Result<(), Error> {
     };
     let report = ops::install(&mut dev, &args.source, &opts, progress.as_mut())?;
     print::installed(&report, args.progress == ProgressMode::Json);
+    if args.stats {
+        print::stages(&report.stages);
+    }
     Ok(())
 }
 

@@ -29,6 +29,7 @@ use super::lock::EnvLock;
 use super::pipeline;
 use super::plan::{plan_install, InstallPlan, PlanError, PlanInput};
 use super::progress::{Phase, Progress};
+use super::stages::StageTimes;
 use super::InstallError;
 use crate::bundle::{BundleReader, Manifest};
 use crate::hooks::HookFailed;
@@ -120,6 +121,8 @@ pub struct InstallReport {
     pub version: String,
     pub bytes: u64,
     pub dry_run: bool,
+    /// Where the streaming part's time went, stage by stage.
+    pub stages: StageTimes,
 }
 
 /// Installs the bundle behind `reader` into the inactive slot.
@@ -169,7 +172,7 @@ pub fn install<R: Read>(
     } else {
         Some(&mut *dev.slots)
     };
-    pipeline::stream(
+    let stages = pipeline::stream(
         &mut reader,
         &manifest,
         plan.target,
@@ -199,6 +202,7 @@ pub fn install<R: Read>(
         version: manifest.version,
         bytes: total,
         dry_run: opts.dry_run,
+        stages,
     })
 }
 

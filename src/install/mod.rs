@@ -10,6 +10,8 @@ pub mod lock;
 mod pipeline;
 pub mod plan;
 pub mod progress;
+mod stages;
+mod write;
 
 use bascule_hal::HalError;
 use bascule_partitions::SlotName;
@@ -20,6 +22,7 @@ pub use engine::{
 };
 pub use plan::{plan_install, InstallPlan, PlanError, PlanInput};
 pub use progress::{BarProgress, JsonProgress, LogProgress, NoProgress, Phase, Progress};
+pub use stages::{StageTime, StageTimes};
 
 use crate::bundle::BundleError;
 use crate::slot::SchemeError;
