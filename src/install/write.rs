@@ -32,8 +32,9 @@ use super::InstallError;
 /// Most writes in flight to a slot at once. Two keep the next write queued while one
 /// completes: in alternating runs of 1 GiB installs on the 2-core bench machine,
 /// bascule raw went from 0.56-0.84 × `dd bs=4M oflag=direct` with one write at a time
-/// to 0.93-1.19 × with two; three were no better than two (bench/README.md, issue 20).
-/// Writing each pair of chunks as one 2 MiB `pwritev` gained nothing measurable.
+/// to 0.67-1.18 × with two, ahead in every run; three were no better than two
+/// (bench/README.md, issue 20). Writing each pair of chunks as one 2 MiB `pwritev`
+/// gained nothing measurable.
 pub(super) const WRITE_LANES: usize = 2;
 
 type Device = Box<dyn BlockDevice + Send>;
