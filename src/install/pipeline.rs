@@ -149,8 +149,7 @@ impl Run<'_> {
             results.push(join(counter));
             first_cause(results)
         })?;
-        let (workers, lanes) = (self.workers as u32, self.write_lanes as u32);
-        Ok(clocks.finish(workers, lanes, pools.made() as u32))
+        Ok(clocks.finish(self.workers as u32, pools.made() as u32))
     }
 }
 

@@ -160,6 +160,8 @@ struct SharedSlot {
     most_in_flight: Arc<AtomicUsize>,
     /// How long each write takes, so that writes overlap.
     write_time: std::time::Duration,
+    /// Whether it refuses a second handle, as devices without one do.
+    single_handle: bool,
 }
 
 impl BlockDevice for SharedSlot {
@@ -195,7 +197,10 @@ impl BlockDevice for SharedSlot {
     }
 
     fn try_clone_writer(&self) -> Option<Box<dyn BlockDevice + Send>> {
-        Some(Box::new(self.clone()))
+        match self.single_handle {
+            true => None,
+            false => Some(Box::new(self.clone())),
+        }
     }
 
     fn name(&self) -> String {
@@ -286,6 +291,23 @@ fn writes_are_in_flight_together_and_each_image_synced_once_after_them() {
             most, write_lanes,
             "{write_lanes} lanes: most writes at once"
         );
+    }
+}
+
+#[test]
+fn a_slot_without_a_second_handle_is_written_one_write_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let Built { bytes, images, .. } = bundle(dir.path(), Compression::None);
+    let mut slots = SharedSlots::new(None, std::time::Duration::from_millis(2));
+    for slot in &mut slots.0 {
+        slot.single_handle = true;
+    }
+    let times = stream_with(&bytes, Shape::workers(2), &mut slots).unwrap();
+    assert_eq!(times.lanes.threads, 1);
+    assert_eq!(slots.0[0].most_in_flight.load(Ordering::SeqCst), 1);
+    for (slot, want) in slots.0.iter().zip(&images) {
+        assert!(slot.bytes.lock().unwrap()[..want.len()] == want[..]);
+        assert_eq!(slot.syncs.load(Ordering::SeqCst), 1);
     }
 }
 

@@ -10,7 +10,7 @@
 //!
 //! Invariant: for every stage, `busy + starved + blocked ≤ threads × wall` (the rest,
 //! `other`, is start-up and hand-over outside the per-chunk loop).
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,8 @@ pub(super) struct Clocks {
     pub(super) check: StageClock,
     pub(super) write: StageClock,
     pub(super) lanes: StageClock,
+    /// The most write lanes an image was written with (none in a dry run).
+    pub(super) lanes_used: AtomicU32,
     pub(super) in_flight: InFlight,
     pub(super) sync: StageClock,
 }
@@ -130,15 +132,16 @@ impl Clocks {
             check: StageClock::default(),
             write: StageClock::default(),
             lanes: StageClock::default(),
+            lanes_used: AtomicU32::new(0),
             in_flight: InFlight::default(),
             sync: StageClock::default(),
         }
     }
 
-    /// The totals, once every stage has stopped; `lanes` is 0 where the writer
-    /// writes itself.
-    /// `buffers` is how many chunk buffers the run allocated.
-    pub(super) fn finish(&self, workers: u32, lanes: u32, buffers: u32) -> StageTimes {
+    /// The totals, once every stage has stopped; `buffers` is how many chunk buffers
+    /// the run allocated.
+    pub(super) fn finish(&self, workers: u32, buffers: u32) -> StageTimes {
+        let lanes = self.lanes_used.load(Ordering::Relaxed);
         StageTimes {
             buffers,
             wall: self.start.elapsed(),
@@ -192,8 +195,9 @@ pub struct StageTimes {
     pub check: StageTime,
     /// The writer: takes checked chunks in order and has them written.
     pub write: StageTime,
-    /// The threads that write to the slot for the writer (none where it writes
-    /// itself): their busy time is time in write calls.
+    /// The threads that write to the slot for the writer (as many as the slot has
+    /// handles for, up to the write lanes; none in a dry run): their busy time is time
+    /// in write calls.
     pub lanes: StageTime,
     /// Time with at least one write to the slot in flight.
     pub device_busy: Duration,

@@ -81,6 +81,8 @@ impl Run<'_> {
             return Ok(());
         };
         let handles = writers(dev, self.write_lanes);
+        let lanes_used = &forward.clocks.lanes_used;
+        lanes_used.fetch_max(handles.len() as u32, Ordering::Relaxed);
         let mut dev = std::thread::scope(|scope| -> Result<Device, InstallError> {
             let mut lanes: Vec<Lane> = handles
                 .into_iter()
