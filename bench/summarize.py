@@ -1,13 +1,66 @@
 #!/usr/bin/env python3
 """Summarise a bench/compare CSV: per method MB/s median (min-max), wall, CPU s/GiB, peak RSS,
-then bascule/peer ratios of the median MB/s (and the median of the per-round ratios).
-usage: summarize.py RUNS.csv IMAGE_BYTES"""
+then bascule/peer ratios of the median MB/s (and the median of the per-round ratios), then,
+from STAGES.jsonl, where each bascule method's time went, stage by stage.
+usage: summarize.py RUNS.csv IMAGE_BYTES [STAGES.jsonl]
+       summarize.py --stages-line JSON    (one run's stages, on one line)"""
 import csv
+import json
 import statistics as st
 import sys
 from collections import OrderedDict, defaultdict
 
+# The stages of `bascule install --stats`, in pipeline order: JSON key and name.
+STAGES = [("read", "read"), ("check", "check"), ("write", "writer"), ("lanes", "write lanes")]
+
+
+def stage_line(s):
+    """One run's stages as one short line: % busy / starved / blocked of each stage."""
+    cells = []
+    for key, name in STAGES:
+        if key in s:
+            t = s[key]
+            cells.append(f"{name}({t['threads']}) {t['busy_pct']:.0f}/{t['starved_pct']:.0f}/{t['blocked_pct']:.0f}")
+    d = s["device"]
+    return (f"    stages (% busy/starved/blocked): {', '.join(cells)}; slot busy {d['busy_pct']:.0f}% "
+            f"idle {d['idle_pct']:.0f}%; sync {s['sync']['busy_s']:.2f} s of {s['wall_s']:.2f} s")
+
+
+def stage_table(path, labels):
+    """Per method, the medians over its runs of each stage's share of its thread time."""
+    runs = defaultdict(list)
+    for line in open(path):
+        if line.strip():
+            r = json.loads(line)
+            runs[r["method"]].append(r["stages"])
+    if not runs:
+        return
+    print()
+    print("where the time went (bascule install --stats; medians over the runs): % of each stage's")
+    print("thread time (threads x pipeline wall); the slot is busy while at least one write is in flight")
+    for m, v in runs.items():
+        med = lambda f: st.median(f(s) for s in v)
+        print(f"{labels.get(m, m)} ({len(v)} runs, pipeline wall {med(lambda s: s['wall_s']):.2f} s)")
+        print(f"  {'stage':12s} {'threads':>7s} {'busy':>6s} {'starved':>8s} {'blocked':>8s} {'other':>6s}")
+        for key, name in STAGES:
+            if key not in v[0]:
+                continue
+            pct = lambda part: med(lambda s: s[key][part + "_pct"])
+            other = med(lambda s: 100 * s[key]["other_s"] / max(s["wall_s"] * s[key]["threads"], 1e-9))
+            print(f"  {name:12s} {v[0][key]['threads']:7d} {pct('busy'):5.0f}% {pct('starved'):7.0f}% "
+                  f"{pct('blocked'):7.0f}% {other:5.0f}%")
+        print(f"  slot: busy {med(lambda s: s['device']['busy_pct']):.0f}%, idle {med(lambda s: s['device']['idle_pct']):.0f}% "
+              f"({med(lambda s: s['device']['idle_s']):.3f} s); final sync {med(lambda s: s['sync']['busy_s']):.3f} s "
+              f"({med(lambda s: s['sync']['busy_pct']):.0f}%)")
+
+
+if sys.argv[1] == "--stages-line":
+    s = json.loads(sys.argv[2])
+    print(stage_line(s))
+    sys.exit(0)
+
 path, image_bytes = sys.argv[1], int(sys.argv[2])
+stages_path = sys.argv[3] if len(sys.argv) > 3 else None
 gib = image_bytes / 2**30
 rows = OrderedDict()
 labels = {}
@@ -39,7 +92,7 @@ for m in failed:
     if m not in rows:
         print(f"{labels[m]:30s}  0  all {failed[m]} runs failed")
 
-bascule = [m for m in ("bascule-raw", "bascule-zstd", "bascule-raw-full", "bascule-zstd-full", "bascule-stdin", "bascule-xz") if m in med]
+bascule = [m for m in methods if m.startswith("bascule-")]
 peers = [m for m in methods if not m.startswith("bascule-")]
 if bascule and peers:
     print()
@@ -53,3 +106,5 @@ if bascule and peers:
         print(f"{labels[p]:30s}" + "".join(f"{c:>24s}" for c in cells))
 elif not bascule:
     print("\n(no bascule runs: no bascule/peer ratios)")
+if stages_path:
+    stage_table(stages_path, labels)

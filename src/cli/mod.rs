@@ -165,6 +165,11 @@ pub struct InstallArgs {
     /// `activate` checks is kept in state_dir (staged-install).
     #[arg(long, conflicts_with = "dry_run")]
     pub no_activate: bool,
+    /// Print where the install's time went (busy and idle time of the reader, the
+    /// check workers, the writer, the slot and the final sync) as one JSON line
+    /// `{"event":"stages",...}` on stderr.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -338,6 +343,9 @@ fn install(config: &std::path::Path, args: &InstallArgs) -> Result<(), Error> {
     };
     let report = ops::install(&mut dev, &args.source, &opts, progress.as_mut())?;
     print::installed(&report, args.progress == ProgressMode::Json);
+    if args.stats {
+        print::stages(&report.stages);
+    }
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 use crate::bundle::{describe_features, KeyId, Manifest};
 use crate::health::history::{format_time, Outcome, Read, Record};
 use crate::health::{ProbeReport, ProbeResult};
-use crate::install::{hex, ActivateReport, InstallReport};
+use crate::install::{hex, ActivateReport, InstallReport, StageTimes};
 use crate::ops::{GoodOutcome, MarkedGood, StatusReport};
 use crate::slot::BootDecision;
 use bascule_partitions::SlotName;
@@ -149,6 +149,13 @@ pub fn installed(report: &InstallReport, json: bool) {
             report.version, report.target, report.bytes, report.target
         );
     }
+}
+
+/// The install's per-stage busy/idle times, as one JSON line on stderr.
+pub fn stages(times: &StageTimes) {
+    let mut line = times.to_json();
+    line["event"] = "stages".into();
+    eprintln!("{line}");
 }
 
 pub fn bundle_info(m: &Manifest, key_id: KeyId, verdict: &str, json: bool) {

@@ -1,6 +1,7 @@
 //! Buffer pools for the install pipeline: chunks after the first few reuse the
 //! page-aligned buffers of chunks already written, so an install allocates a few
 //! chunks' worth of memory once, whatever the image size.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bascule_hal::AlignedBuf;
@@ -11,6 +12,8 @@ use crate::bundle::Compression;
 pub(super) struct BufferPool {
     spare: Mutex<Vec<AlignedBuf>>,
     keep: usize,
+    /// Buffers handed out new: the most in use at once, while `keep` is not exceeded.
+    made: AtomicUsize,
 }
 
 impl BufferPool {
@@ -18,16 +21,17 @@ impl BufferPool {
         BufferPool {
             spare: Mutex::new(Vec::new()),
             keep,
+            made: AtomicUsize::new(0),
         }
     }
 
     /// A spare buffer, or a new empty one.
     pub(super) fn take(&self) -> AlignedBuf {
-        self.spare
-            .lock()
-            .ok()
-            .and_then(|mut spare| spare.pop())
-            .unwrap_or_default()
+        let spare = self.spare.lock().ok().and_then(|mut spare| spare.pop());
+        spare.unwrap_or_else(|| {
+            self.made.fetch_add(1, Ordering::Relaxed);
+            AlignedBuf::default()
+        })
     }
 
     /// Keeps `buf` for reuse, or frees it when the pool is full.
@@ -54,6 +58,11 @@ impl Pools {
             stored: BufferPool::new(keep),
             raw: BufferPool::new(keep),
         }
+    }
+
+    /// Buffers made so far by both pools.
+    pub(super) fn made(&self) -> usize {
+        self.stored.made.load(Ordering::Relaxed) + self.raw.made.load(Ordering::Relaxed)
     }
 
     pub(super) fn recycle(&self, compression: Compression, bytes: AlignedBuf) {

@@ -34,6 +34,7 @@ use super::pipeline;
 use super::plan::{plan_install, InstallPlan, PlanError, PlanInput};
 use super::progress::{Phase, Progress};
 use super::staged::{self, StagedRecord};
+use super::stages::StageTimes;
 use super::InstallError;
 use crate::bundle::{BundleReader, Manifest};
 use crate::hooks::HookFailed;
@@ -133,6 +134,8 @@ pub struct InstallReport {
     pub dry_run: bool,
     /// Left unbootable and staged for `bascule activate` (`--no-activate`).
     pub staged: bool,
+    /// Where the streaming part's time went, stage by stage.
+    pub stages: StageTimes,
 }
 
 /// Installs the bundle behind `reader` into the inactive slot.
@@ -191,7 +194,7 @@ pub fn install<R: Read>(
     } else {
         Some(&mut *dev.slots)
     };
-    pipeline::stream(
+    let stages = pipeline::stream(
         &mut reader,
         &manifest,
         plan.target,
@@ -218,6 +221,7 @@ pub fn install<R: Read>(
         bytes: total,
         dry_run: opts.dry_run,
         staged: staging,
+        stages,
     })
 }
 

@@ -16,6 +16,8 @@ pub mod plan;
 pub mod progress;
 mod readback;
 pub mod staged;
+mod stages;
+mod write;
 
 use bascule_hal::HalError;
 use bascule_partitions::SlotName;
@@ -27,6 +29,7 @@ pub use engine::{
 };
 pub use plan::{plan_install, InstallPlan, PlanError, PlanInput};
 pub use progress::{BarProgress, JsonProgress, LogProgress, NoProgress, Phase, Progress};
+pub use stages::{StageTime, StageTimes};
 
 use crate::bundle::BundleError;
 use crate::slot::SchemeError;

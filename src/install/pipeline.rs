@@ -7,7 +7,9 @@
 //! [`MAX_WORKERS`]), at a lower CPU priority than the reader and the writer: the
 //! reader deals chunks out in pairs, round robin, each worker hashes a pair at once
 //! (`sha256_pair`), and the writer takes the pairs back in the same rotation, so
-//! chunks reach the slot in payload order.
+//! chunks reach the slot in payload order. The writer keeps two writes in flight
+//! ([`super::write`]); each stage's busy and idle time is measured
+//! ([`super::stages`]) and returned.
 //!
 //! Memory is a few chunks in flight per stage, whatever the image size; buffers go
 //! back to a pool that the reader and the decoders draw from. Each image's slot is
@@ -21,12 +23,14 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use bascule_hal::{AlignedBuf, BlockDevice};
+use bascule_hal::AlignedBuf;
 use bascule_partitions::SlotName;
 
 use super::buffers::Pools;
 use super::engine::{SlotDevices, Verify};
 use super::progress::Progress;
+use super::stages::{Clocks, Part, StageClock, StageTimes};
+use super::write::WRITE_LANES;
 use super::InstallError;
 use crate::bundle::{
     check_chunks, decode_chunk_unchecked, raw_chunk_unchecked, BundleReader, ChunkRef, Compression,
@@ -53,14 +57,14 @@ pub const MAX_WORKERS: usize = 4;
 
 /// One chunk travelling down the pipeline, in a page-aligned buffer so that a slot
 /// opened with `O_DIRECT` writes it without a copy.
-struct Chunk {
-    chunk: ChunkRef,
-    bytes: AlignedBuf,
+pub(super) struct Chunk {
+    pub(super) chunk: ChunkRef,
+    pub(super) bytes: AlignedBuf,
 }
 
 /// Two consecutive chunks (one at the end of the payload): what the reader deals to a
 /// check worker, which hashes them at once, and what the writer takes back.
-struct Pair {
+pub(super) struct Pair {
     first: Chunk,
     second: Option<Chunk>,
 }
@@ -89,23 +93,26 @@ pub(crate) fn stream<R: Read>(
     slots: Option<&mut (dyn SlotDevices + '_)>,
     verify: Verify,
     progress: &mut dyn Progress,
-) -> Result<(), InstallError> {
+) -> Result<StageTimes, InstallError> {
     let run = Run {
         manifest,
         target,
         verify,
         workers: default_workers(),
+        write_lanes: WRITE_LANES,
     };
     run.stream(reader, slots, progress)
 }
 
 /// What one run of the pipeline needs to know.
 #[derive(Clone, Copy)]
-struct Run<'m> {
-    manifest: &'m Manifest,
-    target: SlotName,
+pub(super) struct Run<'m> {
+    pub(super) manifest: &'m Manifest,
+    pub(super) target: SlotName,
     verify: Verify,
     workers: usize,
+    /// Most writes in flight to a slot ([`WRITE_LANES`]).
+    pub(super) write_lanes: usize,
 }
 
 impl Run<'_> {
@@ -114,33 +121,43 @@ impl Run<'_> {
         reader: &mut BundleReader<R>,
         slots: Option<&mut (dyn SlotDevices + '_)>,
         progress: &mut dyn Progress,
-    ) -> Result<(), InstallError> {
+    ) -> Result<StageTimes, InstallError> {
         let (to_workers, worker_inputs) = channels(self.workers, PAIR_DEPTH);
         let (from_workers, worker_outputs) = channels(self.workers, PAIR_DEPTH);
         let (written_tx, written_rx) = sync_channel::<Chunk>(DEPTH);
-        // Every buffer that can be in flight at once: the pairs queued to, held by and
-        // queued from each worker, the last stage's channel, and the chunks in the
-        // hands of the reader, the writer and the last stage.
-        let pools = Pools::new(2 * (2 * PAIR_DEPTH + 1) * self.workers + DEPTH + 5);
+        let pools = Pools::new(buffers_in_flight(self.workers, self.write_lanes));
         // Bytes verified and handed to the slot: what progress reports.
         let written = AtomicU64::new(0);
-        let (pools, written_ref) = (&pools, &written);
+        let clocks = Clocks::new();
+        let (pools, written_ref, clocks_ref) = (&pools, &written, &clocks);
         std::thread::scope(|scope| {
             let checkers: Vec<_> = worker_inputs
                 .into_iter()
                 .zip(from_workers)
-                .map(|(input, out)| scope.spawn(move || self.check_chunks(input, out, pools)))
+                .map(|(input, out)| {
+                    scope.spawn(move || self.check_chunks(input, out, pools, clocks_ref))
+                })
                 .collect();
-            let writer = scope
-                .spawn(move || self.write_stage(slots, &worker_outputs, written_tx, written_ref));
+            let writer = scope.spawn(move || {
+                self.write_stage(slots, &worker_outputs, written_tx, written_ref, clocks_ref)
+            });
             let counter = scope.spawn(move || self.image_stage(written_rx, pools));
-            let mut results = vec![read_stage(reader, to_workers, pools, progress, &written)];
+            let reading = read_stage(reader, to_workers, pools, progress, &written, &clocks.read);
+            let mut results = vec![reading];
             results.extend(checkers.into_iter().map(join));
             results.push(join(writer));
             results.push(join(counter));
             first_cause(results)
-        })
+        })?;
+        Ok(clocks.finish(self.workers as u32, pools.made() as u32))
     }
+}
+
+/// Every chunk buffer that can be in flight at once: the pairs queued to, held by and
+/// queued from each worker, a chunk in each write lane, the last stage's channel,
+/// and the chunks in the hands of the reader, the writer and the last stage.
+pub(super) fn buffers_in_flight(workers: usize, write_lanes: usize) -> usize {
+    2 * (2 * PAIR_DEPTH + 1) * workers + write_lanes + DEPTH + 6
 }
 
 fn channels(n: usize, depth: usize) -> (Vec<SyncSender<Pair>>, Vec<Receiver<Pair>>) {
@@ -169,14 +186,30 @@ fn first_cause(results: Vec<Result<(), InstallError>>) -> Result<(), InstallErro
     Ok(())
 }
 
-/// Chunks from the workers in the order the reader dealt them out: pairs round
-/// robin, ending at the first worker that has no more (the stream ended, or it failed).
-fn in_order(outputs: &[Receiver<Pair>]) -> impl Iterator<Item = Chunk> + '_ {
+/// Pairs from the workers in the order the reader dealt them out: round robin,
+/// ending at the first worker that has no more (the stream ended, or it failed).
+/// The time spent waiting for them counts as `clock`'s starved time.
+pub(super) fn in_order<'a>(
+    outputs: &'a [Receiver<Pair>],
+    clock: &'a StageClock,
+) -> impl Iterator<Item = Pair> + 'a {
     outputs
         .iter()
         .cycle()
-        .map_while(|rx| rx.recv().ok())
-        .flatten()
+        .map_while(|rx| clock.time(Part::Starved, || rx.recv()).ok())
+}
+
+/// Sends `value` to the next stage, counting the wait as `clock`'s blocked time;
+/// [`InstallError::Stopped`] when that stage has stopped.
+pub(super) fn send<T>(
+    clock: &StageClock,
+    to: &SyncSender<T>,
+    value: T,
+) -> Result<(), InstallError> {
+    match clock.time(Part::Blocked, || to.send(value).is_ok()) {
+        true => Ok(()),
+        false => Err(InstallError::Stopped),
+    }
 }
 
 fn read_stage<R: Read>(
@@ -185,21 +218,19 @@ fn read_stage<R: Read>(
     pools: &Pools,
     progress: &mut dyn Progress,
     written: &AtomicU64,
+    clock: &StageClock,
 ) -> Result<(), InstallError> {
     let mut next = || -> Result<Option<Chunk>, InstallError> {
         let mut bytes = pools.stored.take();
-        Ok(reader
-            .next_stored_chunk(&mut bytes)?
-            .map(|chunk| Chunk { chunk, bytes }))
+        let chunk = clock.time(Part::Busy, || reader.next_stored_chunk(&mut bytes))?;
+        Ok(chunk.map(|chunk| Chunk { chunk, bytes }))
     };
     for worker in workers.iter().cycle() {
         let Some(first) = next()? else {
             return Ok(());
         };
         let second = next()?;
-        worker
-            .send(Pair { first, second })
-            .map_err(|_| InstallError::Stopped)?;
+        send(clock, worker, Pair { first, second })?;
         progress.advance(written.load(Ordering::Relaxed));
     }
     Ok(())
@@ -214,18 +245,26 @@ impl<'m> Run<'m> {
         input: Receiver<Pair>,
         out: SyncSender<Pair>,
         pools: &Pools,
+        clocks: &Clocks,
     ) -> Result<(), InstallError> {
         lower_this_threads_priority();
-        for Pair { first, second } in input {
-            let (first, first_check) = self.decode(first, pools)?;
-            let second = second.map(|c| self.decode(c, pools)).transpose()?;
-            let second_check = second.as_ref().map(|(c, check)| (check, &c.bytes[..]));
-            check_chunks((&first_check, &first.bytes), second_check)?;
-            let second = second.map(|(chunk, _)| chunk);
-            out.send(Pair { first, second })
-                .map_err(|_| InstallError::Stopped)?;
+        let clock = &clocks.check;
+        while let Ok(pair) = clock.time(Part::Starved, || input.recv()) {
+            let checked = clock.time(Part::Busy, || self.check_pair(pair, pools))?;
+            send(clock, &out, checked)?;
         }
         Ok(())
+    }
+
+    /// Decodes a pair and checks both chunks against their signed SHA-256 at once.
+    fn check_pair(self, pair: Pair, pools: &Pools) -> Result<Pair, InstallError> {
+        let Pair { first, second } = pair;
+        let (first, first_check) = self.decode(first, pools)?;
+        let second = second.map(|c| self.decode(c, pools)).transpose()?;
+        let second_check = second.as_ref().map(|(c, check)| (check, &c.bytes[..]));
+        check_chunks((&first_check, &first.bytes), second_check)?;
+        let second = second.map(|(chunk, _)| chunk);
+        Ok(Pair { first, second })
     }
 
     /// A chunk's raw bytes, decoded where the image is compressed; not yet hashed.
@@ -245,33 +284,6 @@ impl<'m> Run<'m> {
         let check = decode_chunk_unchecked(entry, chunk.image, &chunk, &bytes, &mut raw)?;
         pools.stored.give(bytes);
         Ok((Chunk { chunk, bytes: raw }, check))
-    }
-
-    fn write_stage(
-        self,
-        mut slots: Option<&mut (dyn SlotDevices + '_)>,
-        inputs: &[Receiver<Pair>],
-        out: SyncSender<Chunk>,
-        written: &AtomicU64,
-    ) -> Result<(), InstallError> {
-        let mut current: Option<OpenSlot> = None;
-        for Chunk { chunk, bytes } in in_order(inputs) {
-            if current.as_ref().map(|c| c.image) != Some(chunk.image) {
-                if let Some(done) = current.take() {
-                    done.close(self.target)?;
-                }
-                current = Some(OpenSlot::open(self, slots.as_deref_mut(), chunk.image)?);
-            }
-            let slot = current.as_mut().ok_or(InstallError::Stopped)?;
-            slot.write(self.target, &chunk, &bytes)?;
-            written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            out.send(Chunk { chunk, bytes })
-                .map_err(|_| InstallError::Stopped)?;
-        }
-        match current {
-            Some(done) => done.close(self.target),
-            None => Ok(()),
-        }
     }
 
     /// The last stage: each image's length, and with [`Verify::Full`] its whole-image
@@ -321,63 +333,6 @@ fn lower_this_threads_priority() {
             "check worker keeps its priority: {}",
             std::io::Error::last_os_error()
         );
-    }
-}
-
-/// The slot being written: which image, its device (none in a dry run), how far.
-struct OpenSlot {
-    image: usize,
-    dev: Option<Box<dyn BlockDevice + Send>>,
-    next_offset: u64,
-}
-
-impl OpenSlot {
-    fn open(
-        run: Run,
-        slots: Option<&mut (dyn SlotDevices + '_)>,
-        image: usize,
-    ) -> Result<Self, InstallError> {
-        let class = &run.manifest.images[image].slot_class;
-        let dev = match slots {
-            Some(s) => Some(
-                s.open_slot(class, run.target)
-                    .map_err(InstallError::slot(run.target))?,
-            ),
-            None => None,
-        };
-        Ok(OpenSlot {
-            image,
-            dev,
-            next_offset: 0,
-        })
-    }
-
-    fn write(
-        &mut self,
-        target: SlotName,
-        chunk: &ChunkRef,
-        raw: &[u8],
-    ) -> Result<(), InstallError> {
-        if chunk.offset != self.next_offset {
-            return Err(InstallError::OutOfOrder {
-                image: chunk.image,
-                offset: chunk.offset,
-            });
-        }
-        if let Some(dev) = self.dev.as_mut() {
-            dev.write_at(chunk.offset, raw)
-                .map_err(InstallError::slot(target))?;
-        }
-        self.next_offset += raw.len() as u64;
-        Ok(())
-    }
-
-    /// Makes everything written durable (fsync).
-    fn close(mut self, target: SlotName) -> Result<(), InstallError> {
-        match self.dev.as_mut() {
-            Some(dev) => dev.sync().map_err(InstallError::slot(target)),
-            None => Ok(()),
-        }
     }
 }
 

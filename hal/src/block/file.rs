@@ -228,6 +228,35 @@ impl BlockDevice for FileBlock {
         })
     }
 
+    /// A handle on the same open files (`dup`): writes through it land in the same
+    /// file or device, and `fsync` of either covers both.
+    fn try_clone_writer(&self) -> Option<Box<dyn BlockDevice + Send>> {
+        if self.poisoned || !self.writable {
+            return None;
+        }
+        let clone = |f: &File| {
+            f.try_clone()
+                .map_err(|e| log::debug!("{}: no second writer ({e})", self.path.display()))
+                .ok()
+        };
+        let direct = match &self.direct {
+            Some(d) => Some(Direct {
+                file: clone(&d.file)?,
+                bounce: Vec::new(),
+            }),
+            None => None,
+        };
+        Some(Box::new(FileBlock {
+            file: clone(&self.file)?,
+            direct,
+            path: self.path.clone(),
+            base: self.base,
+            len: self.len,
+            writable: true,
+            poisoned: false,
+        }))
+    }
+
     fn sync(&mut self) -> Result<(), HalError> {
         self.check_usable()?;
         let mut result = self.file.sync_all();
@@ -305,6 +334,40 @@ mod tests {
             assert_eq!(&all[DIRECT_ALIGN..DIRECT_ALIGN + data.len()], &data[..]);
             assert!(all[3 * DIRECT_ALIGN..].iter().all(|&b| b == 0x5c));
         }
+    }
+
+    #[test]
+    fn a_cloned_writer_writes_the_same_window_and_either_sync_covers_both() {
+        for dir in ["/var/tmp", "/tmp"] {
+            let Ok(tmp) = tempfile::NamedTempFile::new_in(dir) else {
+                continue;
+            };
+            tmp.as_file().set_len(4 * DIRECT_ALIGN as u64).unwrap();
+            let mut dev = FileBlock::open_direct(tmp.path(), DIRECT_ALIGN as u64, None).unwrap();
+            let mut clone = dev.try_clone_writer().expect("a file has a second writer");
+            assert_eq!(clone.len(), dev.len());
+            let mut page = crate::AlignedBuf::new();
+            page.resize(DIRECT_ALIGN).fill(0x3c);
+            clone.write_at(DIRECT_ALIGN as u64, &page).unwrap();
+            dev.write_at(0, &page[..10]).unwrap();
+            assert!(
+                clone.write_at(3 * DIRECT_ALIGN as u64, &page).is_err(),
+                "beyond the window"
+            );
+            dev.sync().unwrap();
+            let all = std::fs::read(tmp.path()).unwrap();
+            assert_eq!(
+                &all[DIRECT_ALIGN..DIRECT_ALIGN + 10],
+                &[0x3c; 10],
+                "in {dir}"
+            );
+            assert!(all[2 * DIRECT_ALIGN..3 * DIRECT_ALIGN]
+                .iter()
+                .all(|&b| b == 0x3c));
+        }
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let read_only = FileBlock::open(tmp.path(), 0, None, false).unwrap();
+        assert!(read_only.try_clone_writer().is_none());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Block devices: a fixed-size byte range that can be read, written and synced.
 //!
 //! A slot is a [`BlockDevice`]. The trait is deliberately small (len, read_at,
-//! write_at, sync) so that the install engine can run over a file, a `/dev` node or
+//! write_at, sync, and optionally a second handle to write through from another
+//! thread) so that the install engine can run over a file, a `/dev` node or
 //! memory, and so that fault-injecting backends can stand in for any of them.
+use alloc::boxed::Box;
 use alloc::string::String;
 
 use crate::HalError;
@@ -31,6 +33,12 @@ pub trait BlockDevice {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), HalError>;
     /// Writes all of `buf` at `offset`; fails if the range is not inside the device.
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), HalError>;
+    /// Another handle to the same bytes, for a second thread to write through so that
+    /// writes are in flight at once; a `sync` of either handle covers the writes of
+    /// both. `None` (the default) where the device has no such handle.
+    fn try_clone_writer(&self) -> Option<Box<dyn BlockDevice + Send>> {
+        None
+    }
     /// Makes every completed write durable (fsync / flush caches).
     fn sync(&mut self) -> Result<(), HalError>;
     /// A name for messages ("disk.img[0x100000..+64M]", "/dev/mmcblk0p2").
@@ -46,6 +54,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
     }
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), HalError> {
         (**self).write_at(offset, buf)
+    }
+    fn try_clone_writer(&self) -> Option<Box<dyn BlockDevice + Send>> {
+        (**self).try_clone_writer()
     }
     fn sync(&mut self) -> Result<(), HalError> {
         (**self).sync()
