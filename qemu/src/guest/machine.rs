@@ -267,33 +267,41 @@ fn watch(
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
     let mut verdict_at = None;
-    let mut marks = Vec::new();
+    let mut marks: Vec<(String, Duration)> = Vec::new();
     let mut scanned = 0;
     loop {
+        // Take everything that arrived (the console trickles in small pieces: work
+        // per piece must not grow with the console).
+        let mut ended = false;
         match rx.recv_timeout(Duration::from_millis(5)) {
-            Ok(chunk) => {
-                console.extend_from_slice(&chunk);
-                scanned = scan_marks(&console, scanned, start, &mut marks);
-            }
+            Ok(chunk) => console.extend_from_slice(&chunk),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = child.wait().map_err(io("waiting for QEMU"))?;
-                return Ok(Run {
-                    console,
-                    killed,
-                    status,
-                    verdict_at,
-                    marks,
-                });
+            Err(mpsc::RecvTimeoutError::Disconnected) => ended = true,
+        }
+        for chunk in rx.try_iter() {
+            console.extend_from_slice(&chunk);
+        }
+        let seen = marks.len();
+        scanned = scan_marks(&console, scanned, start, &mut marks);
+        for (line, at) in &marks[seen..] {
+            if verdict_at.is_none() && is_verdict(line) {
+                verdict_at = Some(*at);
+            }
+            if let (Kill::After { marker, delay }, None) = (kill, kill_at) {
+                if line.starts_with(marker.as_str()) {
+                    kill_at = Some(Instant::now() + *delay);
+                }
             }
         }
-        if verdict_at.is_none() && has_verdict(&console) {
-            verdict_at = Some(start.elapsed());
-        }
-        if let (Kill::After { marker, delay }, None, false) = (kill, kill_at, killed) {
-            if contains(&console, marker.as_bytes()) {
-                kill_at = Some(Instant::now() + *delay);
-            }
+        if ended {
+            let status = child.wait().map_err(io("waiting for QEMU"))?;
+            return Ok(Run {
+                console,
+                killed,
+                status,
+                verdict_at,
+                marks,
+            });
         }
         if !killed && kill_at.is_some_and(|at| Instant::now() >= at) {
             child.kill().map_err(io("killing QEMU"))?;
@@ -328,12 +336,8 @@ fn scan_marks(
     from
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn has_verdict(console: &[u8]) -> bool {
-    contains(console, b"bg-health end") || contains(console, b"bg-reboot on_failure")
+fn is_verdict(line: &str) -> bool {
+    line.starts_with("bg-health end") || line == "bg-reboot on_failure"
 }
 
 /// The markers of one boot, read from its console.

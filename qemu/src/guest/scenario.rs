@@ -652,20 +652,23 @@ impl<'a> PowerCuts<'a> {
         true
     }
 
-    /// Runs `n` cuts alternating between the windows, returning the counts.
+    /// Cuts until `n` kills landed (a cut whose moment came after the boot ended is
+    /// tried again, at most `n` times in all), alternating the windows.
     pub fn run(
         &mut self,
         n: usize,
         mut progress: impl FnMut(usize, &CutCounts),
     ) -> Result<CutCounts, ScenarioError> {
-        for i in 0..n {
-            let window = if i % 2 == 0 {
+        let mut i = 0;
+        while self.counts.kills < n && self.counts.missed <= n {
+            let window = if self.counts.kills % 2 == 0 {
                 Window::InstallWrite
             } else {
                 Window::ProbeCommit
             };
             self.cut(i, window)?;
             progress(i, &self.counts);
+            i += 1;
         }
         Ok(self.counts)
     }
