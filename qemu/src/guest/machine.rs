@@ -180,35 +180,8 @@ impl Machine {
         pause: &str,
         kill: &Kill,
     ) -> Result<Boot, MachineError> {
-        let start = Instant::now();
-        let mut child = self
-            .command(instruction, pause)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(io("starting qemu-system-aarch64"))?;
-        let rx = stream(child.stdout.take().expect("piped stdout"));
-        let errors = stream(child.stderr.take().expect("piped stderr"));
-        let run = watch(&mut child, &rx, kill, start)?;
+        let boot = run_watched(self.command(instruction, pause), kill)?;
         self.boots += 1;
-        let mut console = String::from_utf8_lossy(&run.console).replace('\r', "");
-        let mut stderr = Vec::new();
-        while let Ok(chunk) = errors.recv_timeout(Duration::from_secs(2)) {
-            stderr.extend_from_slice(&chunk);
-        }
-        if !stderr.is_empty() {
-            console.push_str("\n[qemu stderr] ");
-            console.push_str(&String::from_utf8_lossy(&stderr));
-        }
-        let boot = Boot {
-            console,
-            killed: run.killed,
-            status: Some(run.status),
-            elapsed: start.elapsed(),
-            to_health_verdict: run.verdict_at,
-            marks: run.marks,
-        };
         self.log(instruction, kill, &boot)?;
         Ok(boot)
     }
@@ -232,6 +205,40 @@ impl Machine {
         .and_then(|()| file.write_all(boot.console.as_bytes()))
         .map_err(io(format!("writing {}", path.display())))
     }
+}
+
+/// Runs `cmd` (QEMU, its console on stdout) to its end, cutting it per `kill`.
+pub fn run_watched(mut cmd: Command, kill: &Kill) -> Result<Boot, MachineError> {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io(format!(
+            "starting {}",
+            cmd.get_program().to_string_lossy()
+        )))?;
+    let rx = stream(child.stdout.take().expect("piped stdout"));
+    let errors = stream(child.stderr.take().expect("piped stderr"));
+    let run = watch(&mut child, &rx, kill, start)?;
+    let mut console = String::from_utf8_lossy(&run.console).replace('\r', "");
+    let mut stderr = Vec::new();
+    while let Ok(chunk) = errors.recv_timeout(Duration::from_secs(2)) {
+        stderr.extend_from_slice(&chunk);
+    }
+    if !stderr.is_empty() {
+        console.push_str("\n[qemu stderr] ");
+        console.push_str(&String::from_utf8_lossy(&stderr));
+    }
+    Ok(Boot {
+        console,
+        killed: run.killed,
+        status: Some(run.status),
+        elapsed: start.elapsed(),
+        to_health_verdict: run.verdict_at,
+        marks: run.marks,
+    })
 }
 
 /// Reads the console on a thread, in chunks as they arrive.
@@ -268,7 +275,7 @@ fn watch(
     let mut killed = false;
     let mut verdict_at = None;
     let mut marks: Vec<(String, Duration)> = Vec::new();
-    let mut scanned = 0;
+    let mut scanned = (0, 0);
     loop {
         // Take everything that arrived (the console trickles in small pieces: work
         // per piece must not grow with the console).
@@ -318,22 +325,25 @@ fn watch(
     }
 }
 
-/// Records the `bg-` marker lines completed since `from`; returns where to go on.
+/// Records the `bg-` marker lines completed since line start `from`, searching for
+/// line ends only in bytes past `searched`; returns the new `(from, searched)`.
 fn scan_marks(
     console: &[u8],
-    mut from: usize,
+    (mut from, searched): (usize, usize),
     start: Instant,
     marks: &mut Vec<(String, Duration)>,
-) -> usize {
-    while let Some(end) = console[from..].iter().position(|&b| b == b'\n') {
-        let line = String::from_utf8_lossy(&console[from..from + end]);
+) -> (usize, usize) {
+    let mut at = searched.max(from);
+    while let Some(end) = console[at..].iter().position(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(&console[from..at + end]);
         let line = line.trim_end();
         if line.starts_with("bg-") {
             marks.push((line.to_string(), start.elapsed()));
         }
-        from += end + 1;
+        from = at + end + 1;
+        at = from;
     }
-    from
+    (from, console.len())
 }
 
 fn is_verdict(line: &str) -> bool {
@@ -410,6 +420,37 @@ pub fn section<'a>(console: &'a str, what: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A console that trickles in byte by byte (as a UART does) must not delay the
+    /// marker: before the fix every piece rescanned the whole console, so markers,
+    /// and the cuts timed from them, came seconds late.
+    #[test]
+    fn a_kill_lands_soon_after_its_marker_on_a_trickling_console() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "i=0; while [ $i -lt 40000 ]; do printf x; i=$((i+1)); done; echo; \
+             echo bg-install begin; i=0; while [ $i -lt 40000 ]; do printf y; i=$((i+1)); done; \
+             echo; echo bg-late; exec sleep 30",
+        ]);
+        let kill = Kill::After {
+            marker: "bg-install begin".into(),
+            delay: Duration::ZERO,
+        };
+        let boot = run_watched(cmd, &kill).unwrap();
+        assert!(boot.killed);
+        let marked = boot.mark("bg-install begin").expect("the marker was seen");
+        assert!(
+            boot.mark("bg-late").is_none(),
+            "killed only at the end: {:?}",
+            boot.marks
+        );
+        assert!(
+            boot.elapsed < marked + Duration::from_secs(3),
+            "{:?} after {marked:?}",
+            boot.elapsed
+        );
+    }
 
     #[test]
     fn markers_read_a_boot_that_installed() {
