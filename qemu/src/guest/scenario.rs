@@ -290,7 +290,7 @@ pub fn update(world: &World) -> Result<Guest, ScenarioError> {
         ),
     )?;
     expect(
-        fw(&s.host, &format!("BOOT_B_LEFT")) == ATTEMPTS.to_string(),
+        fw(&s.host, "BOOT_B_LEFT") == ATTEMPTS.to_string(),
         &s,
         name,
         "fw_printenv: the probe should re-arm BOOT_B_LEFT",
@@ -575,7 +575,16 @@ impl<'a> PowerCuts<'a> {
             .boot(&instruction, pause, &kill)
             .map_err(WorldError::from)?;
         if !boot.killed {
+            // The window was wider than this boot's phase (the machine got faster
+            // since the calibration): narrow it to what this boot took.
             self.counts.missed += 1;
+            let end = marker.replace("begin", "end");
+            if let Ok(took) = span(&boot, marker, &end, "a missed cut") {
+                match window {
+                    Window::InstallWrite => self.install_window = self.install_window.min(took),
+                    Window::ProbeCommit => self.commit_window = self.commit_window.min(took),
+                }
+            }
         } else {
             self.counts.kills += 1;
             self.recover(&mut g, &format!("cut {index} ({window:?}, +{delay:?})"))?;
@@ -661,7 +670,7 @@ impl<'a> PowerCuts<'a> {
     ) -> Result<CutCounts, ScenarioError> {
         let mut i = 0;
         while self.counts.kills < n && self.counts.missed <= n {
-            let window = if self.counts.kills % 2 == 0 {
+            let window = if self.counts.kills.is_multiple_of(2) {
                 Window::InstallWrite
             } else {
                 Window::ProbeCommit
@@ -696,7 +705,7 @@ fn span(boot: &Boot, from: &str, to: &str, step: &str) -> Result<Duration, Scena
 pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -706,7 +715,7 @@ impl SplitMix {
 
     /// A value in `0..n` (`n` > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 }
 
