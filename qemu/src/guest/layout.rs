@@ -75,6 +75,10 @@ pub const ENV_COPY_1: u64 = 0x4000;
 /// Sectors of each script area inside [`SCRIPTS`].
 pub const SCRIPT_SECTORS: u64 = 64;
 
+// Both env copies fit their partition, and both script areas theirs.
+const _: () = assert!(ENV_COPY_1 + ENV_SIZE <= ENV.size);
+const _: () = assert!(2 * SCRIPT_SECTORS * SECTOR <= SCRIPTS.size);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +93,5 @@ mod tests {
         }
         let last = PARTS[PARTS.len() - 1];
         assert!(last.start + last.size + 33 * SECTOR <= DISK_SIZE);
-        assert!(ENV_COPY_1 + ENV_SIZE <= ENV.size);
-        assert!(2 * SCRIPT_SECTORS * SECTOR <= SCRIPTS.size);
     }
 }

@@ -343,9 +343,4 @@ mod tests {
         let init = out.windows(5).position(|w| w == b"init\0").unwrap();
         assert_eq!((init - 110) % 4, 0);
     }
-
-    #[test]
-    fn only_v3_fails_its_self_test() {
-        assert!(V1.healthy && V2.healthy && !V3.healthy);
-    }
 }
