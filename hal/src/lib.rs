@@ -25,6 +25,8 @@ pub mod env;
 pub mod error;
 pub mod floor;
 pub mod gpt;
+#[cfg(all(feature = "std", feature = "test-pause"))]
+pub mod pause;
 
 #[cfg(feature = "std")]
 pub use block::FileBlock;

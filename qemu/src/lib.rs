@@ -7,13 +7,15 @@
 //! U-Boot, [`corpus`] holds the envs, [`uboot_diff`] compares U-Boot with the model; [`grub`] boots grubenvs on the
 //! real GRUB (OVMF) with the transformed script of [`grub_cfg`], [`grub_corpus`]
 //! holds their envs, [`grub_env`] reads grubenv bytes as GRUB does, [`grub_diff`]
-//! compares GRUB with the model.
+//! compares GRUB with the model; [`guest`] runs bascule inside an arm64 guest booted by
+//! the real U-Boot (update, rollback, power cuts).
 pub mod corpus;
 pub mod grub;
 pub mod grub_cfg;
 pub mod grub_corpus;
 pub mod grub_diff;
 pub mod grub_env;
+pub mod guest;
 pub mod qemu;
 pub mod tools;
 pub mod uboot;

@@ -417,7 +417,7 @@ impl CaseLog {
 }
 
 /// Wraps `text` as a U-Boot script image (`mkimage -T script`).
-fn mkimage_script(
+pub(crate) fn mkimage_script(
     mkimage: &Path,
     dir: &Path,
     name: &str,

@@ -408,6 +408,9 @@ impl<D: BlockDevice> EnvStore for UbootEnv<D> {
             .map_err(|e| e.into_hal(&store))?;
         let offset = self.layout.copies()[target];
         self.dev.write_at(offset, &image)?;
+        // The commit's window (written, not yet synced): widened only in test builds.
+        #[cfg(feature = "test-pause")]
+        crate::pause::point("uboot-commit");
         self.dev.sync()
     }
 
