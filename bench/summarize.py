@@ -66,7 +66,7 @@ rows = OrderedDict()
 labels = {}
 per_round = defaultdict(dict)
 failed = defaultdict(int)
-order = ["bascule-raw", "bascule-zstd", "bascule-raw-full", "bascule-zstd-full", "bascule-stdin", "bascule-xz", "dd", "zstd-dd", "rauc-plain", "rauc-zstd", "swu-raw", "swu-zstd"]
+order = ["bascule-raw", "bascule-zstd", "bascule-raw-full", "bascule-zstd-full", "bascule-provision", "bascule-stdin", "bascule-xz", "dd", "zstd-dd", "rauc-plain", "rauc-zstd", "swu-raw", "swu-zstd"]
 for r in csv.DictReader(open(path)):
     labels[r["method"]] = r["label"]
     if r["ok"] != "1":

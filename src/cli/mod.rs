@@ -203,6 +203,10 @@ pub struct ProvisionArgs {
     /// Write the report as JSON to FILE (with --verify alone: the report to check).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Print where each slot write's time went, as `install --stats` does (one JSON
+    /// line `{"event":"stages",...}` per slot written, on stderr).
+    #[arg(long)]
+    pub stats: bool,
 }
 
 fn parse_bundle_arg(s: &str) -> Result<(String, PathBuf), String> {
@@ -363,6 +367,9 @@ fn provision(args: ProvisionArgs) -> Result<(), Error> {
         report: args.report,
     };
     let report = crate::provision::run(&opts)?;
+    if args.stats {
+        report.stages.iter().for_each(print::stages);
+    }
     if verify_only {
         println!("{}: matches the report (table and every slot)", report.disk);
     } else {

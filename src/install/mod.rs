@@ -14,7 +14,7 @@ pub mod lock;
 pub(crate) mod pipeline;
 pub mod plan;
 pub mod progress;
-mod readback;
+pub(crate) mod readback;
 pub mod staged;
 mod stages;
 mod write;

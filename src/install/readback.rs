@@ -13,7 +13,7 @@ use super::ActivateError;
 use crate::bundle::{check_chunks, written_chunk_unchecked, ImageEntry, ImageHasher, Manifest};
 
 /// Checks that slot `target` holds every image of `manifest`, byte for byte.
-pub(super) fn verify_written(
+pub(crate) fn verify_written(
     manifest: &Manifest,
     target: SlotName,
     slots: &mut dyn SlotDevices,

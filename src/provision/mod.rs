@@ -34,7 +34,7 @@ use bascule_partitions::disk_layout::{
 use bascule_partitions::SlotName;
 
 use crate::bundle::Keyring;
-use crate::install::PlanError;
+use crate::install::{PlanError, StageTimes};
 
 pub mod content;
 pub mod env;
@@ -303,12 +303,11 @@ impl Run<'_> {
         let mut dev = env::station_device(self.plan, self.disk, self.scratch)?;
         env::fetch_grub_env(self.plan, self.disk, self.scratch);
         let mut steps = Vec::new();
-        let mut wrote = false;
+        let mut stages = Vec::new();
         for bundle in self.bundles {
             for slot in self.slot_list() {
                 let written = slots::write_slot(bundle, self.keyring, self.plan, self.disk, slot)?;
-                wrote |= written;
-                let how = if written {
+                let how = if written.is_some() {
                     "written"
                 } else {
                     "already in place"
@@ -317,9 +316,11 @@ impl Run<'_> {
                     "slot {}.{slot}: v{} {how}",
                     bundle.class, bundle.manifest.version
                 ));
+                stages.extend(written);
             }
         }
-        let done = resumed && !wrote && env::initialised(&mut dev, self.version()).is_some();
+        let done =
+            resumed && stages.is_empty() && env::initialised(&mut dev, self.version()).is_some();
         if !done {
             self.write_content(&mut dev, &mut steps)?;
         }
@@ -333,7 +334,7 @@ impl Run<'_> {
             (false, true) => Outcome::Resumed,
             (false, false) => Outcome::Provisioned,
         };
-        self.report(outcome, vars, steps)
+        self.report(outcome, vars, steps, stages)
     }
 
     fn write_content(
@@ -447,6 +448,7 @@ impl Run<'_> {
         outcome: Outcome,
         vars: bascule_hal::EnvVars,
         steps: Vec<String>,
+        stages: Vec<StageTimes>,
     ) -> Result<Report, ProvisionError> {
         let tables = table::read(self.disk, self.plan.sector_size)?;
         let current = table::in_use(&tables).ok_or_else(|| ProvisionError::TableUnreadable {
@@ -454,12 +456,7 @@ impl Run<'_> {
         })?;
         let mut slots = Vec::new();
         for bundle in self.bundles {
-            slots.extend(slots::records(
-                bundle,
-                self.plan,
-                self.disk,
-                &self.slot_list(),
-            )?);
+            slots.extend(slots::records(bundle, self.plan, &self.slot_list()));
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -478,6 +475,7 @@ impl Run<'_> {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             steps,
+            stages,
         })
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::slots::SlotRecord;
 use super::table::TableRecord;
 use super::ProvisionError;
+use crate::install::StageTimes;
 
 /// What a provisioning run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,9 @@ pub struct Report {
     pub env: BTreeMap<String, String>,
     /// What else was written: raw images, file systems, device config.
     pub steps: Vec<String>,
+    /// Where each slot write's time went (not part of the factory record).
+    #[serde(skip)]
+    pub stages: Vec<StageTimes>,
 }
 
 impl Report {

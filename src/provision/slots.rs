@@ -19,7 +19,9 @@ use super::ProvisionError;
 use crate::bundle::{BundleReader, Keyring, Manifest};
 use crate::device::FileSlots;
 use crate::install::engine::{hex, manifest_sha256};
-use crate::install::{pipeline, NoProgress, PlanError, Verify};
+use crate::install::{
+    pipeline, readback, ActivateError, NoProgress, PlanError, StageTimes, Verify,
+};
 
 /// Bytes read at a time when hashing a slot.
 const HASH_BUF: usize = 1 << 20;
@@ -44,7 +46,8 @@ pub struct SlotRecord {
     pub manifest_sha256: String,
     /// Bytes of the image, from the partition's start.
     pub bytes: u64,
-    /// SHA-256 of those bytes as read back from the disk.
+    /// SHA-256 of those bytes as written (the signed image's; `--verify` reads the
+    /// slot back and compares).
     pub sha256: String,
 }
 
@@ -183,37 +186,42 @@ pub fn hash_range(disk: &Path, offset: u64, bytes: u64) -> Result<[u8; 32], Prov
     Ok(hasher.finalize().into())
 }
 
-/// Whether every image of `bundle` is already in `slot`, byte for byte.
+/// Whether every image of `bundle` is already in `slot`, byte for byte: the slot is
+/// read back chunk by chunk against the signed chunk hashes, as `activate` does, so a
+/// blank or half-written slot is told apart at its first wrong chunk, not after
+/// reading and hashing the whole slot.
 fn already_written(
     bundle: &CheckedBundle,
     plan: &DiskPlan,
     disk: &Path,
     slot: SlotName,
 ) -> Result<bool, ProvisionError> {
-    for image in &bundle.manifest.images {
-        let index = plan.slots[&image.slot_class][slot.index()];
-        let (offset, _) = plan.window(index);
-        if hash_range(disk, offset, image.size)? != image.sha256 {
-            return Ok(false);
-        }
+    let mut slots = FileSlots::new(station_layout(plan, disk));
+    match readback::verify_written(&bundle.manifest, slot, &mut slots) {
+        Ok(()) => Ok(true),
+        Err(ActivateError::SlotChanged { .. }) => Ok(false),
+        Err(e) => Err(ProvisionError::Io {
+            context: format!("read slot {}.{slot} back", bundle.class),
+            message: e.to_string(),
+        }),
     }
-    Ok(true)
 }
 
-/// Writes `bundle` into `slot` unless it is already there; returns whether it wrote.
+/// Writes `bundle` into `slot` unless it is already there; returns the write's stage
+/// times, or `None` when the slot already held it.
 pub fn write_slot(
     bundle: &CheckedBundle,
     keyring: &Keyring,
     plan: &DiskPlan,
     disk: &Path,
     slot: SlotName,
-) -> Result<bool, ProvisionError> {
+) -> Result<Option<StageTimes>, ProvisionError> {
     if already_written(bundle, plan, disk, slot)? {
-        return Ok(false);
+        return Ok(None);
     }
     let mut reader = open(&bundle.path, keyring)?;
     let mut slots = FileSlots::new(station_layout(plan, disk));
-    pipeline::stream(
+    let stages = pipeline::stream(
         &mut reader,
         &bundle.manifest,
         slot,
@@ -225,21 +233,19 @@ pub fn write_slot(
         slot: format!("{}.{slot}", bundle.class),
         source: Box::new(source),
     })?;
-    Ok(true)
+    Ok(Some(stages))
 }
 
-/// The report's records of the slots `bundle` went to, hashed from the disk.
-pub fn records(
-    bundle: &CheckedBundle,
-    plan: &DiskPlan,
-    disk: &Path,
-    slots: &[SlotName],
-) -> Result<Vec<SlotRecord>, ProvisionError> {
+/// The report's records of the slots `bundle` went to. Each slot's SHA-256 is the
+/// signed image's: a slot written in this run had every chunk checked against its
+/// signed hash before the write and was synced after it, and a slot found in place
+/// was read back against the same hashes. Reading the slot back again is `--verify`'s
+/// job, so a plain run hashes the image once.
+pub fn records(bundle: &CheckedBundle, plan: &DiskPlan, slots: &[SlotName]) -> Vec<SlotRecord> {
     let mut out = Vec::new();
     for &slot in slots {
         for image in &bundle.manifest.images {
             let index = plan.slots[&image.slot_class][slot.index()];
-            let (offset, _) = plan.window(index);
             out.push(SlotRecord {
                 class: image.slot_class.clone(),
                 slot,
@@ -247,11 +253,11 @@ pub fn records(
                 version: bundle.manifest.version.clone(),
                 manifest_sha256: bundle.manifest_sha256.clone(),
                 bytes: image.size,
-                sha256: hex(&hash_range(disk, offset, image.size)?),
+                sha256: hex(&image.sha256),
             });
         }
     }
-    Ok(out)
+    out
 }
 
 /// The version each class was provisioned with.
