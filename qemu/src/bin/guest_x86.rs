@@ -74,13 +74,22 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 let c = power_cut(&world, Duration::from_secs_f64(d))?;
                 println!(
                     "cut {d}s: landed in the install {}, bascule predicted {:?}, GRUB booted {:?} \
-                     running {:?}; healthy ({:.1?})",
+                     running {:?}; healthy after {} power-on(s) ({:.1?})",
                     c.landed,
                     c.predicted,
                     c.booted,
                     c.version,
+                    c.boots,
                     t.elapsed()
                 );
+                for (when, e) in [
+                    ("after the cut", &c.host_after_cut),
+                    ("after the next boot", &c.host_after_boot),
+                ] {
+                    if let Some(e) = e {
+                        println!("  finding: the host cannot read the disk {when}: {e}");
+                    }
+                }
             }
         }
     }
