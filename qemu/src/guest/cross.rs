@@ -19,6 +19,20 @@ pub const GUEST_TARGET: &str = "aarch64-unknown-linux-musl";
 /// Features of the guest build (see the module docs).
 pub const GUEST_FEATURES: &str = "test-pause";
 const STRIP: &str = "aarch64-linux-gnu-strip";
+/// The variables the guest build keeps from ours (tools, homes, proxies).
+const KEPT_ENV: [&str; 11] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "TMPDIR",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "PYENV_ROOT",
+    "PYENV_VERSION",
+    "HTTPS_PROXY",
+    "https_proxy",
+];
 
 /// One guest platform's build: its Rust target, its `strip` and its target directory.
 #[derive(Debug, Clone, Copy)]
@@ -102,12 +116,19 @@ pub fn build_bascule_for(t: &CrossTarget) -> Result<PathBuf, CrossError> {
     let err_file = log_file
         .try_clone()
         .map_err(|source| spawn_err("log", source))?;
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    // A clean environment: under `cargo test` the variables cargo sets for the test
+    // (and flags meant for the host build) would differ from a run from the shell and
+    // make build scripts (ring's, cc's) run again, rebuilding for minutes.
+    let mut cmd = Command::new("cargo");
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        if KEPT_ENV.iter().any(|k| name == *k) {
+            cmd.env(name, value);
+        }
+    }
+    let status = cmd
         .current_dir(&workspace)
         .env("CARGO_TARGET_DIR", t.target_dir())
-        // Flags meant for the host build (coverage, sanitizers) would break this one.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .args(["zigbuild", "--profile", GUEST_PROFILE, "--target", t.target])
         .args([
             "-p",
