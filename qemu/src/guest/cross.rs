@@ -34,6 +34,41 @@ const KEPT_ENV: [&str; 11] = [
     "https_proxy",
 ];
 
+/// One guest platform's build: its Rust target, its `strip` and its target directory.
+#[derive(Debug, Clone, Copy)]
+pub struct CrossTarget {
+    pub target: &'static str,
+    pub strip: &'static str,
+    /// Overrides [`CrossTarget::default_dir`] when set.
+    pub dir_var: &'static str,
+    pub default_dir: &'static str,
+}
+
+/// The arm64 guest's build.
+pub const ARM64: CrossTarget = CrossTarget {
+    target: GUEST_TARGET,
+    strip: STRIP,
+    dir_var: "BASCULE_GUEST_TARGET_DIR",
+    default_dir: "/var/cache/bascule/target-guest",
+};
+
+/// The x86_64 guest's build (the host's `strip` reads x86_64 ELF).
+pub const X86_64: CrossTarget = CrossTarget {
+    target: "x86_64-unknown-linux-musl",
+    strip: "strip",
+    dir_var: "BASCULE_GUEST_X86_TARGET_DIR",
+    default_dir: "/var/cache/bascule/target-guest-x86_64",
+};
+
+impl CrossTarget {
+    /// Its target directory (the variable [`CrossTarget::dir_var`] or the default).
+    pub fn target_dir(&self) -> PathBuf {
+        std::env::var_os(self.dir_var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(self.default_dir))
+    }
+}
+
 /// Why the guest's bascule could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum CrossError {
@@ -42,10 +77,18 @@ pub enum CrossError {
         program: String,
         source: std::io::Error,
     },
-    #[error("cargo zigbuild for {GUEST_TARGET} failed ({status}); its log: {log}")]
-    Build { status: String, log: PathBuf },
-    #[error("{STRIP} failed on {path}: {stderr}")]
-    Strip { path: PathBuf, stderr: String },
+    #[error("cargo zigbuild for {target} failed ({status}); its log: {log}")]
+    Build {
+        target: &'static str,
+        status: String,
+        log: PathBuf,
+    },
+    #[error("{strip} failed on {path}: {stderr}")]
+    Strip {
+        strip: &'static str,
+        path: PathBuf,
+        stderr: String,
+    },
     #[error("the build left no binary at {0}")]
     Missing(PathBuf),
 }
@@ -53,15 +96,22 @@ pub enum CrossError {
 /// The target directory of the guest build (`BASCULE_GUEST_TARGET_DIR` or
 /// `/var/cache/bascule/target-guest`).
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("BASCULE_GUEST_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/bascule/target-guest"))
+    ARM64.target_dir()
 }
 
 /// Builds (or finds up to date) the guest's bascule and returns the stripped binary.
 pub fn build_guest_bascule() -> Result<PathBuf, CrossError> {
+    build_bascule_for(&ARM64)
+}
+
+/// Builds (or finds up to date) bascule for `t` and returns the stripped binary.
+pub fn build_bascule_for(t: &CrossTarget) -> Result<PathBuf, CrossError> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let log = cache_dir().join("guest-build.log");
+    let log = cache_dir().join(if t.target == GUEST_TARGET {
+        "guest-build.log".to_string()
+    } else {
+        format!("guest-build-{}.log", t.target)
+    });
     let log_file = std::fs::File::create(&log).map_err(|source| spawn_err("log", source))?;
     let err_file = log_file
         .try_clone()
@@ -78,14 +128,8 @@ pub fn build_guest_bascule() -> Result<PathBuf, CrossError> {
     }
     let status = cmd
         .current_dir(&workspace)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .args([
-            "zigbuild",
-            "--profile",
-            GUEST_PROFILE,
-            "--target",
-            GUEST_TARGET,
-        ])
+        .env("CARGO_TARGET_DIR", t.target_dir())
+        .args(["zigbuild", "--profile", GUEST_PROFILE, "--target", t.target])
         .args([
             "-p",
             "bascule",
@@ -100,6 +144,7 @@ pub fn build_guest_bascule() -> Result<PathBuf, CrossError> {
         .map_err(|source| spawn_err("cargo zigbuild", source))?;
     if !status.success() {
         return Err(CrossError::Build {
+            target: t.target,
             status: status.to_string(),
             log,
         });
@@ -109,27 +154,29 @@ pub fn build_guest_bascule() -> Result<PathBuf, CrossError> {
     } else {
         GUEST_PROFILE
     };
-    let built = target_dir()
-        .join(GUEST_TARGET)
+    let built = t
+        .target_dir()
+        .join(t.target)
         .join(profile_dir)
         .join("bascule");
     if !built.is_file() {
         return Err(CrossError::Missing(built));
     }
-    strip(&built)
+    strip(t.strip, &built)
 }
 
 /// A stripped copy of `built` beside it (`bascule.stripped`).
-fn strip(built: &Path) -> Result<PathBuf, CrossError> {
+fn strip(tool: &'static str, built: &Path) -> Result<PathBuf, CrossError> {
     let out = built.with_extension("stripped");
-    let res = Command::new(STRIP)
+    let res = Command::new(tool)
         .arg("-o")
         .arg(&out)
         .arg(built)
         .output()
-        .map_err(|source| spawn_err(STRIP, source))?;
+        .map_err(|source| spawn_err(tool, source))?;
     if !res.status.success() {
         return Err(CrossError::Strip {
+            strip: tool,
             path: built.to_path_buf(),
             stderr: String::from_utf8_lossy(&res.stderr).into_owned(),
         });

@@ -32,7 +32,8 @@ pub enum Instruction {
 }
 
 impl Instruction {
-    fn text(&self) -> String {
+    /// The `opt/bascule/cmd` text the guest's init reads.
+    pub fn text(&self) -> String {
         match self {
             Instruction::Nothing => "none".into(),
             Instruction::Install(path) => format!("install {path}"),

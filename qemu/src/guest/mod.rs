@@ -12,7 +12,8 @@
 //! - [`machine`]: one power-on under QEMU, with an optional power cut;
 //! - [`host`]: `fw_printenv`, `bascule status` and `history` over the image;
 //! - [`world`]: builds the shared parts once; [`scenario`]: update, rollback, power
-//!   cuts.
+//!   cuts;
+//! - [`x86`]: the x86_64 UEFI guest (OVMF, GRUB, grubenv on the ESP) reusing the above.
 pub mod board;
 pub mod cache;
 pub mod config;
@@ -24,3 +25,4 @@ pub mod machine;
 pub mod rootfs;
 pub mod scenario;
 pub mod world;
+pub mod x86;

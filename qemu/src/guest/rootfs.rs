@@ -35,7 +35,7 @@ pub const MODULES: [&str; 8] = [
 ];
 
 /// Busybox applets linked in the rootfs's `/bin`.
-const APPLETS: [&str; 14] = [
+pub const APPLETS: [&str; 14] = [
     "sh", "mount", "umount", "cat", "echo", "sed", "poweroff", "reboot", "sleep", "mkdir", "ls",
     "sync", "dmesg", "tail",
 ];
@@ -105,7 +105,7 @@ poweroff -f
 
 /// `reboot_command` of the guest's `[health]`: a marker, then a hard reboot (QEMU
 /// runs with `-no-reboot`, so the run ends and the harness starts the next boot).
-const GUEST_REBOOT: &str = "#!/bin/sh\necho \"bg-reboot on_failure\"\nexec reboot -f\n";
+pub const GUEST_REBOOT: &str = "#!/bin/sh\necho \"bg-reboot on_failure\"\nexec reboot -f\n";
 
 /// One release of the guest's rootfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +149,16 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RootfsError {
 
 /// Writes the initramfs (a `newc` cpio, uncompressed) to `out`.
 pub fn write_initramfs(parts: &GuestParts, out: &Path) -> Result<(), RootfsError> {
+    write_initramfs_with(parts, &MODULES, out)
+}
+
+/// [`write_initramfs`] loading `modules` (paths under the kernel's `kernel/`, without
+/// `.ko`) in this order: another platform's list.
+pub fn write_initramfs_with(
+    parts: &GuestParts,
+    modules: &[&str],
+    out: &Path,
+) -> Result<(), RootfsError> {
     let mut cpio = Newc::default();
     for dir in ["bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules"] {
         cpio.dir(dir);
@@ -157,7 +167,7 @@ pub fn write_initramfs(parts: &GuestParts, out: &Path) -> Result<(), RootfsError
     cpio.file("bin/busybox", 0o755, &busybox);
     cpio.file("init", 0o755, INITRAMFS_INIT.as_bytes());
     let mut order = String::new();
-    for module in MODULES {
+    for module in modules {
         let path = parts.modules.join("kernel").join(format!("{module}.ko"));
         let bytes = fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
         let name = module.rsplit('/').next().unwrap_or(module);
@@ -260,7 +270,7 @@ fn stage_tree(inputs: &RootfsInputs, release: &Release, tree: &Path) -> Result<(
     Ok(())
 }
 
-fn write_exec(tree: &Path, path: &str, text: &str) -> Result<(), RootfsError> {
+pub fn write_exec(tree: &Path, path: &str, text: &str) -> Result<(), RootfsError> {
     use std::os::unix::fs::PermissionsExt;
     let full: PathBuf = tree.join(path);
     fs::write(&full, text)

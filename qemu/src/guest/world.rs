@@ -227,7 +227,7 @@ fn make_bundle(release: &Release, image: &Path, key: &Path, out: &Path) -> Resul
 
 /// An ext4 image holding the bundles (a filesystem, so each file keeps its exact
 /// length: the bundle reader refuses trailing bytes).
-fn make_bundle_disk(dir: &Path, out: &Path) -> Result<(), WorldError> {
+pub fn make_bundle_disk(dir: &Path, out: &Path) -> Result<(), WorldError> {
     let bytes: u64 = fs::read_dir(dir)
         .map_err(io("listing the bundles"))?
         .filter_map(|e| e.ok()?.metadata().ok())
