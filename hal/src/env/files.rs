@@ -89,6 +89,12 @@ mod dir {
         }
     }
 
+    /// Whether `dir` is on a FAT (vfat/msdos) file system.
+    fn is_fat(dir: &File) -> bool {
+        use nix::sys::statfs::{fstatfs, MSDOS_SUPER_MAGIC};
+        fstatfs(dir).is_ok_and(|s| s.filesystem_type() == MSDOS_SUPER_MAGIC)
+    }
+
     impl EnvFiles for DirFiles {
         fn read(&mut self, name: &str, max_len: usize) -> Result<Option<Vec<u8>>, HalError> {
             let path = self.dir.join(name);
@@ -149,10 +155,22 @@ mod dir {
             std::fs::rename(&from, &to).map_err(|e| HalError::io("rename", &from, e))
         }
 
+        /// Syncs the directory. On a FAT file system (a GRUB env on an ESP) that is
+        /// not enough: vfat writes a renamed file's new directory entry only with that
+        /// file's inode, and neither the file's fsync before the rename nor the
+        /// directory's after it writes it, so a cut lost the commit (seen in the x86_64
+        /// QEMU guest: `grubenv` still named the old cluster, which the FAT had freed).
+        /// There the whole file system is synced (`syncfs`), which writes every dirty
+        /// directory entry and the FAT.
         fn sync_dir(&mut self) -> Result<(), HalError> {
             let d = File::open(&self.dir).map_err(|e| HalError::io("open", &self.dir, e))?;
             d.sync_all()
-                .map_err(|e| HalError::io("fsync", &self.dir, e))
+                .map_err(|e| HalError::io("fsync", &self.dir, e))?;
+            if is_fat(&d) {
+                nix::unistd::syncfs(&d)
+                    .map_err(|e| HalError::io("syncfs", &self.dir, std::io::Error::from(e)))?;
+            }
+            Ok(())
         }
 
         fn path_of(&self, name: &str) -> String {

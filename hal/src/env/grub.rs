@@ -24,9 +24,10 @@
 //!
 //! # Commit guarantee and its limit
 //! [`GrubEnv::commit`] writes the whole block to `grubenv.new`, fsyncs it, renames it
-//! over `grubenv` and fsyncs the directory. On a POSIX filesystem (ext4, FAT through
-//! Linux's vfat, ...) the rename is atomic, so after a power cut `grubenv` holds the old
-//! or the new block. The limit: GRUB's own `save_env` (used by boot scripts to set
+//! over `grubenv` and syncs the directory (on FAT, the whole file system: Linux's vfat
+//! writes a renamed file's directory entry only with its inode, see
+//! [`super::DirFiles`]). The rename is atomic, so after a power cut `grubenv` holds the
+//! old or the new block. The limit: GRUB's own `save_env` (used by boot scripts to set
 //! `<slot>_TRY=1`) rewrites the block in place through a blocklist, which is not
 //! atomic, and it refuses to write at all on LVM, RAID or btrfs. A renamed file also
 //! gets new blocks, which is fine because GRUB re-resolves the blocklist on each boot.
