@@ -1,11 +1,13 @@
 //! The x86_64 UEFI guest end to end: OVMF, the real GRUB running the shipped
 //! `grub.cfg`, a Debian cloud-amd64 kernel and a static x86_64 bascule update the guest
 //! from v1 to v2 (confirmed), then v3 fails its probe and GRUB falls back to v2
-//! (`src/guest/x86/scenario.rs`). Needs `scripts/deps --test`; a missing tool or
-//! package fails the test.
+//! (`src/guest/x86/scenario.rs`); then two power cuts during an install. Needs
+//! `scripts/deps --test`; a missing tool or package fails the test.
 use std::time::Instant;
 
-use bascule_qemu::guest::x86::scenario::{rollback, update};
+use std::time::Duration;
+
+use bascule_qemu::guest::x86::scenario::{power_cut, rollback, update};
 use bascule_qemu::guest::x86::world::World;
 
 #[test]
@@ -25,4 +27,36 @@ fn x86_update_then_rollback_in_the_guest() {
         println!("{boot:>8.1?} boot, {verdict:>10.1?} to the health verdict: {step}");
     }
     world.remove(&g.disk).unwrap();
+    cuts_leave_a_readable_esp_and_the_predicted_slot(&world);
+}
+
+/// Power cuts during an install, on the FAT ESP that holds `grubenv`: the host reads
+/// the ESP right after the cut (mtools refuses an inconsistent FAT), and the first
+/// power-on boots the slot bascule predicted from it and passes its probe. Before
+/// `DirFiles::sync_dir` synced a FAT file system whole, every cut lost bascule's last
+/// env commits: the ESP was unreadable and GRUB found no slot on the first power-on.
+/// Run in sequence after the scenarios: a cut's window is timed, two guests at once
+/// on two cores would blur it.
+fn cuts_leave_a_readable_esp_and_the_predicted_slot(world: &World) {
+    for delay in [0.3, 1.0] {
+        let c = power_cut(world, Duration::from_secs_f64(delay)).unwrap_or_else(|e| panic!("{e}"));
+        println!("cut {delay}s: {c:?}");
+        assert!(
+            c.landed,
+            "the cut {delay}s in landed after the install ended"
+        );
+        assert_eq!(c.host_after_cut, None, "the ESP after the cut {delay}s in");
+        assert_eq!(
+            c.host_after_boot, None,
+            "the ESP after the boot that followed"
+        );
+        assert_eq!(
+            c.boots, 1,
+            "power-ons after the cut {delay}s in up to a healthy one"
+        );
+        assert_eq!(
+            c.booted, c.predicted,
+            "GRUB's slot against bascule's prediction"
+        );
+    }
 }
