@@ -96,7 +96,7 @@ use powercut::planted::{
 };
 use powercut::rail::{FileOp, Op, RailCut};
 use powercut::scenario::{
-    end_state, new_rail, staged_slot_activates, update_and_confirm, Scenario,
+    end_state, new_rail, staged_slot_activates, update_and_confirm, AfterCut, Scenario, Steps,
 };
 use powercut::Image;
 use powercut::*;
@@ -324,79 +324,66 @@ fn campaign_catches_a_grubenv_renamed_before_fsync() {
     );
 }
 
-/// The campaign reads the health history after every cut: a pass recorded before the
-/// confirmation is left on record for a slot the env never confirmed.
-#[test]
-fn campaign_catches_a_pass_recorded_before_the_confirmation() {
+/// Runs the planted `steps` (from a factory board with A confirmed at 1.0.0, checked
+/// by `after_cut` too when given) on every backend and asserts that the campaign
+/// reports a failure containing `finding`: it catches the defect `what` names.
+fn assert_caught_on_every_backend(
+    what: &str,
+    steps: Steps,
+    after_cut: Option<AfterCut>,
+    finding: &str,
+) {
     for backend in EnvBackend::ALL {
         let scenario = Scenario {
-            name: "pass recorded before the confirmation".into(),
+            name: what.into(),
             backend,
             start: factory_board(backend),
             confirmed: (SlotName::A, "1.0.0"),
-            steps: record_the_pass_before_confirming,
-            after_cut: None,
+            steps,
+            after_cut,
         };
         let findings = campaign(&scenario, false);
         assert!(
-            findings
-                .failures
-                .iter()
-                .any(|f| f.contains("confirmed, but the env does not")),
-            "{}: the campaign missed a pass recorded early: {:?}",
+            findings.failures.iter().any(|f| f.contains(finding)),
+            "{}: the campaign missed {what}: {:?}",
             backend.name(),
             findings.failures.first()
         );
     }
+}
+
+/// The campaign reads the health history after every cut: a pass recorded before the
+/// confirmation is left on record for a slot the env never confirmed.
+#[test]
+fn campaign_catches_a_pass_recorded_before_the_confirmation() {
+    assert_caught_on_every_backend(
+        "a pass recorded before the confirmation",
+        record_the_pass_before_confirming,
+        None,
+        "confirmed, but the env does not",
+    );
 }
 
 /// The campaign reads the security floor after every cut: a confirmation that raises
 /// the floor before its env commit leaves it raised for a slot still on trial.
 #[test]
 fn campaign_catches_a_floor_raised_before_the_confirmation() {
-    for backend in EnvBackend::ALL {
-        let scenario = Scenario {
-            name: "floor raised before the confirmation".into(),
-            backend,
-            start: factory_board(backend),
-            confirmed: (SlotName::A, "1.0.0"),
-            steps: confirm_raising_the_floor_first,
-            after_cut: None,
-        };
-        let findings = campaign(&scenario, false);
-        assert!(
-            findings
-                .failures
-                .iter()
-                .any(|f| f.contains("raised before the confirmation")),
-            "{}: the campaign missed a floor raised early: {:?}",
-            backend.name(),
-            findings.failures.first()
-        );
-    }
+    assert_caught_on_every_backend(
+        "a floor raised before the confirmation",
+        confirm_raising_the_floor_first,
+        None,
+        "raised before the confirmation",
+    );
 }
 
 /// Scenario 3's check after every cut catches a `--no-activate` install whose record
 /// is not fsynced: the env names B staged, but the record did not survive the cut.
 #[test]
 fn campaign_catches_a_staged_record_written_without_fsync() {
-    for backend in EnvBackend::ALL {
-        let scenario = Scenario {
-            name: "staged record without fsync".into(),
-            backend,
-            start: factory_board(backend),
-            confirmed: (SlotName::A, "1.0.0"),
-            steps: stage_without_syncing_the_record,
-            after_cut: Some(staged_slot_activates),
-        };
-        let findings = campaign(&scenario, false);
-        assert!(
-            findings.failures.iter().any(|f| {
-                f.contains("the env shows slot B staged, but activate: nothing to activate")
-            }),
-            "{}: the campaign missed a lost staged record: {:?}",
-            backend.name(),
-            findings.failures.first()
-        );
-    }
+    assert_caught_on_every_backend(
+        "a staged record written without fsync",
+        stage_without_syncing_the_record,
+        Some(staged_slot_activates),
+        "the env shows slot B staged, but activate: nothing to activate",
+    );
 }
