@@ -125,6 +125,23 @@ fn slot_version(host: &HostSnapshot, slot: SlotName) -> Option<String> {
 }
 
 /// Checks that `grub-editenv` lists `name=value`.
+/// Checks that bascule on the host sees `slot` in a state `ok` accepts (`what`).
+fn expect_slot(
+    step: &Step,
+    name: &str,
+    slot: SlotName,
+    what: &str,
+    ok: impl Fn(&SlotState) -> bool,
+) -> Result<(), ScenarioError> {
+    let state = slot_state(&step.host, slot);
+    expect(
+        ok(&state),
+        step,
+        name,
+        format!("host: {slot} should be {what}, is {state}"),
+    )
+}
+
 fn expect_env(step: &Step, name: &str, var: &str, value: &str) -> Result<(), ScenarioError> {
     let got = step.host.grubenv.get(var).map(String::as_str);
     expect(
@@ -194,15 +211,9 @@ pub fn update(world: &World) -> Result<Guest, ScenarioError> {
         name,
         "the init should reach its power-off",
     )?;
-    expect(
-        matches!(slot_state(&s.host, SlotName::B), SlotState::Pending { .. }),
-        &s,
-        name,
-        format!(
-            "host: B should be pending, is {}",
-            slot_state(&s.host, SlotName::B)
-        ),
-    )?;
+    expect_slot(&s, name, SlotName::B, "pending", |st| {
+        matches!(st, SlotState::Pending { .. })
+    })?;
     expect_env(&s, name, "ORDER", "B A")?;
     expect_env(&s, name, "B_OK", "1")?;
     expect_env(&s, name, "B_TRY", "0")?;
@@ -222,15 +233,7 @@ pub fn update(world: &World) -> Result<Guest, ScenarioError> {
         name,
         "v2's probe should pass",
     )?;
-    expect(
-        slot_state(&s.host, SlotName::B) == SlotState::Good,
-        &s,
-        name,
-        format!(
-            "host: B should be good, is {}",
-            slot_state(&s.host, SlotName::B)
-        ),
-    )?;
+    expect_slot(&s, name, SlotName::B, "good", |st| *st == SlotState::Good)?;
     expect(
         s.host.status.security_floor == security_version(&V2),
         &s,
@@ -304,21 +307,10 @@ pub fn rollback(g: &mut Guest) -> Result<(), ScenarioError> {
         name,
         "v2's probe should pass",
     )?;
-    expect(
-        matches!(slot_state(&s.host, SlotName::A), SlotState::Bad { .. }),
-        &s,
-        name,
-        format!(
-            "host: A should be bad, is {}",
-            slot_state(&s.host, SlotName::A)
-        ),
-    )?;
-    expect(
-        slot_state(&s.host, SlotName::B) == SlotState::Good,
-        &s,
-        name,
-        "host: B should be good",
-    )?;
+    expect_slot(&s, name, SlotName::A, "bad", |st| {
+        matches!(st, SlotState::Bad { .. })
+    })?;
+    expect_slot(&s, name, SlotName::B, "good", |st| *st == SlotState::Good)?;
     expect(
         s.host.status.security_floor == floor,
         &s,
