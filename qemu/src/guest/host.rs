@@ -16,6 +16,7 @@ use bascule_partitions::SlotName;
 use super::board::initial_env_text;
 use super::config::{fw_env_config, host_system_toml};
 use super::layout::DATA;
+use crate::guest::data_copy::copy_state_dir;
 use crate::tools::FW_PRINTENV;
 
 /// Why the host could not read the image.
@@ -36,6 +37,8 @@ pub enum HostError {
     },
     #[error("bascule on the host, over {disk}: {message}")]
     Bascule { disk: PathBuf, message: String },
+    #[error(transparent)]
+    DataSlot(#[from] crate::guest::data_copy::DataCopyError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HostError {
@@ -167,38 +170,10 @@ impl HostView {
             .collect())
     }
 
-    /// Replaces the host's `state_dir` with the data slot's `bascule/` directory.
+    /// Replaces the host's `state_dir` with the data slot's `bascule/` directory,
+    /// its journal replayed first ([`crate::guest::data_copy`]).
     fn copy_state_dir(&self) -> Result<(), HostError> {
-        let data = self.dir.join("data.ext4");
-        let bytes = read_window(&self.disk, DATA.start, DATA.size)?;
-        fs::write(&data, bytes).map_err(io("writing the data slot's copy"))?;
-        let state = self.state_dir();
-        if state.exists() {
-            fs::remove_dir_all(&state).map_err(io("clearing the host's state_dir"))?;
-        }
-        let out = Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("rdump /bascule {}", self.dir.display()))
-            .arg(&data)
-            .output()
-            .map_err(io("running debugfs (e2fsprogs)"))?;
-        fs::remove_file(&data).map_err(io("removing the data slot's copy"))?;
-        if !out.status.success() || !state.is_dir() {
-            return Err(HostError::Failed {
-                tool: "debugfs rdump",
-                disk: self.disk.clone(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
-        }
+        copy_state_dir(&self.disk, DATA.start, DATA.size, &self.dir)?;
         Ok(())
     }
-}
-
-fn read_window(path: &Path, start: u64, len: u64) -> Result<Vec<u8>, HostError> {
-    use std::os::unix::fs::FileExt;
-    let file = fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, start)
-        .map_err(io(format!("reading {}", path.display())))?;
-    Ok(buf)
 }

@@ -18,6 +18,7 @@ pub mod board;
 pub mod cache;
 pub mod config;
 pub mod cross;
+pub mod data_copy;
 pub mod disk;
 pub mod host;
 pub mod layout;

@@ -2,7 +2,7 @@
 //! `grubenv` and `grubenv.good` copied out with mtools (`mcopy -i disk@@offset`),
 //! `grub-editenv list` over the copy, and bascule's `status` and `history` over the
 //! image (slots as windows of the file, the env the copied grubenv, the data slot's
-//! `bascule/` directory copied out with `debugfs rdump`).
+//! `bascule/` directory read by [`crate::guest::data_copy`]).
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use bascule_partitions::SlotName;
 use super::config::host_system_toml;
 use super::error::{io, run, X86Error};
 use super::layout::{DATA, ESP, ESP_DIR};
+use crate::guest::data_copy::copy_state_dir;
 
 /// What the host reads from a guest disk.
 #[derive(Debug, Clone)]
@@ -136,28 +137,11 @@ impl HostView {
             .collect())
     }
 
-    /// Replaces the host's `state_dir` with the data slot's `bascule/` directory.
+    /// Replaces the host's `state_dir` with the data slot's `bascule/` directory,
+    /// its journal replayed first ([`crate::guest::data_copy`]).
     fn copy_state_dir(&self) -> Result<(), X86Error> {
-        use std::os::unix::fs::FileExt;
-        let data = self.dir.join("data.ext4");
-        let file = fs::File::open(&self.disk).map_err(io("opening the disk"))?;
-        let mut buf = vec![0u8; DATA.size as usize];
-        file.read_exact_at(&mut buf, DATA.start)
-            .map_err(io("reading the data slot"))?;
-        fs::write(&data, buf).map_err(io("writing the data slot's copy"))?;
-        let state = self.state_dir();
-        if state.exists() {
-            fs::remove_dir_all(&state).map_err(io("clearing the host's state_dir"))?;
-        }
-        let res = run(Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("rdump /bascule {}", self.dir.display()))
-            .arg(&data));
-        fs::remove_file(&data).map_err(io("removing the data slot's copy"))?;
-        res?;
-        if !state.is_dir() {
-            return Err(self.err("debugfs rdump left no bascule/ directory".into()));
-        }
+        copy_state_dir(&self.disk, DATA.start, DATA.size, &self.dir)
+            .map_err(|e| self.err(e.to_string()))?;
         Ok(())
     }
 }
