@@ -11,7 +11,6 @@ use bascule::config::SystemConfig;
 use bascule::device::Device;
 use bascule::health::history::{History, Record};
 use bascule::ops::{self, StatusReport};
-use bascule_partitions::SlotName;
 
 use super::board::initial_env_text;
 use super::config::{fw_env_config, host_system_toml};
@@ -111,20 +110,6 @@ impl HostView {
         let config =
             SystemConfig::load(&self.dir.join("system.toml")).map_err(|e| err(e.to_string()))?;
         Device::open(config).map_err(|e| err(e.to_string()))
-    }
-
-    /// `bascule init-env --good <slot> --version <version>` with the board's defaults.
-    pub fn init_env(&self, good: SlotName, version: &str) -> Result<(), HostError> {
-        let mut dev = self.device()?;
-        let opts = ops::InitEnv {
-            version: Some(version),
-            force: false,
-            defaults: None,
-        };
-        ops::init_env(&mut dev, good, &opts).map_err(|e| HostError::Bascule {
-            disk: self.disk.clone(),
-            message: e.to_string(),
-        })
     }
 
     /// Reads the image: `fw_printenv`, `bascule status`, `bascule history`.

@@ -1,7 +1,8 @@
 //! The guest disk's layout: one GPT disk (`virtio 0` in U-Boot, `/dev/vda` in Linux)
-//! with the U-Boot env, the boot scripts, two root slots and the data slot. Everything
-//! else (the disk builder, the board's scripts, both `system.toml`s and the host's
-//! `fw_env.config`) takes its numbers from here.
+//! with the U-Boot env, the boot scripts, two root slots and the data slot. The disk
+//! is made by `bascule provision` from `qemu/layouts/arm64.toml`; the board's scripts,
+//! both `system.toml`s and the host's `fw_env.config` take their numbers from here,
+//! and a test keeps the two equal.
 
 /// Bytes per sector.
 pub const SECTOR: u64 = 512;
@@ -93,5 +94,31 @@ mod tests {
         }
         let last = PARTS[PARTS.len() - 1];
         assert!(last.start + last.size + 33 * SECTOR <= DISK_SIZE);
+    }
+
+    /// The disk `bascule provision` makes from `qemu/layouts/arm64.toml` is the one
+    /// the board script, the configs and the host read.
+    #[test]
+    fn the_provisioning_layout_places_these_partitions_and_env_copies() {
+        use crate::guest::factory::{placed, windows};
+        use bascule_partitions::disk_layout::EnvPlace;
+        let plan = placed(crate::guest::disk::LAYOUT, SCRIPTS.size);
+        let want: Vec<_> = PARTS
+            .iter()
+            .map(|p| (p.name.to_string(), p.start, p.size))
+            .collect();
+        assert_eq!(windows(&plan), want);
+        assert_eq!(plan.disk_bytes(), DISK_SIZE);
+        assert_eq!(plan.compatible, crate::guest::config::COMPATIBLE);
+        let env = EnvPlace::Uboot {
+            offset: ENV.start,
+            redundant_offset: Some(ENV.start + ENV_COPY_1),
+            size: ENV_SIZE,
+        };
+        assert_eq!(plan.env, env);
+        assert_eq!(
+            plan.partitions[1].image.as_ref().map(|i| i.1),
+            Some(SCRIPTS.size)
+        );
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! - [`cache`]: the pinned Debian kernel and busybox, fetched by `qemu/fetch-guest`;
 //! - [`cross`]: the guest's bascule (`cargo zigbuild`, static musl, stripped);
-//! - [`layout`]: the guest disk's partitions; [`disk`]: makes the factory disk (the
-//!   one module to replace with `bascule provision`);
+//! - [`layout`]: the guest disk's partitions; [`disk`]: makes the factory disk with
+//!   [`factory`], `bascule provision` from `qemu/layouts/arm64.toml`;
 //! - [`board`]: U-Boot's built-in env, the board script (redundant env load and
 //!   save) and the shipped `boot.cmd`;
 //! - [`config`]: the guest's and the host's `system.toml`, `fw_env.config`;
@@ -20,6 +20,7 @@ pub mod config;
 pub mod cross;
 pub mod data_copy;
 pub mod disk;
+pub mod factory;
 pub mod host;
 pub mod layout;
 pub mod machine;

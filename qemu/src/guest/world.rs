@@ -1,7 +1,7 @@
 //! Everything the scenarios share, built once per run in a work directory under the
 //! cache: the guest's bascule, the initramfs, the rootfs images v1-v3, a signing key,
-//! the signed bundles of v2 and v3 on the bundle disk, the board's pflash and boot
-//! scripts, and the factory disk. Each scenario boots its own copy of a disk.
+//! the signed bundles of v1-v3 (v2 and v3 on the bundle disk), the board's pflash and
+//! boot scripts, and the factory disk (`bascule provision` of v1's bundle). Each scenario boots its own copy of a disk.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,21 +106,18 @@ impl World {
         };
         let bundle_dir = w.join("bundles");
         fs::create_dir_all(&bundle_dir).map_err(io("creating the bundle directory"))?;
+        let factory_bundle = w.join("factory-v1.bundle");
         for release in [&V1, &V2, &V3] {
             let image = w.join(format!("rootfs-{}.ext4", release.version));
             build_rootfs(&inputs, release, w, &image)?;
-            if release != &V1 {
-                let name = guest_bundle_path(release)
-                    .trim_start_matches("/bundles/")
-                    .to_string();
-                make_bundle(
-                    release,
-                    &image,
-                    &w.join("release.key"),
-                    &bundle_dir.join(name),
-                )?;
-                fs::remove_file(&image).map_err(io("removing a bundled rootfs image"))?;
-            }
+            // v1 is the factory release: provisioned, never on the bundle disk.
+            let out = if release == &V1 {
+                factory_bundle.clone()
+            } else {
+                bundle_dir.join(guest_bundle_path(release).trim_start_matches("/bundles/"))
+            };
+            make_bundle(release, &image, &w.join("release.key"), &out)?;
+            fs::remove_file(&image).map_err(io("removing a bundled rootfs image"))?;
         }
         let bundles = w.join("bundles.ext4");
         make_bundle_disk(&bundle_dir, &bundles)?;
@@ -130,18 +127,20 @@ impl World {
         let shipped = fs::read_to_string(crate::uboot::shipped_script_path())
             .map_err(io("reading bootloader/uboot/boot.cmd"))?;
         let scripts = scripts_partition(&shipped, w)?;
+        let keyring = w.join("keyring");
+        fs::create_dir_all(&keyring).map_err(io("creating the keyring"))?;
+        fs::copy(&public_key, keyring.join("release.pub")).map_err(io("filling the keyring"))?;
         let factory = w.join("factory.img");
-        let v1 = w.join(format!("rootfs-{}.ext4", V1.version));
         build_disk(
             &factory,
             &DiskInputs {
-                rootfs: &v1,
-                version: V1.version,
+                bundle: &factory_bundle,
+                keyring: &keyring,
                 scripts: &scripts,
                 work: &w.join("factory-work"),
             },
         )?;
-        fs::remove_file(&v1).map_err(io("removing the v1 image"))?;
+        fs::remove_file(&factory_bundle).map_err(io("removing the factory bundle"))?;
         Ok(World {
             flash,
             bundles,

@@ -21,6 +21,8 @@ pub enum X86Error {
     Machine(#[from] MachineError),
     #[error(transparent)]
     Tool(#[from] ToolError),
+    #[error(transparent)]
+    Factory(#[from] crate::guest::factory::FactoryError),
     #[error("{what}: {source}")]
     Io {
         what: String,

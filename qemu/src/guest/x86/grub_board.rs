@@ -14,12 +14,11 @@
 //!
 //! The kernel paths of the entries (`/boot/vmlinuz`, `/boot/initrd.img` in the slot's
 //! partition) are the shipped ones: the rootfs images put the kernel there.
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::error::{run, X86Error};
-use super::layout::{ESP, ESP_DIR, ROOTFS_A, ROOTFS_B};
+use super::layout::{ESP_DIR, ROOTFS_A, ROOTFS_B};
 
 /// GRUB modules the shipped script and its entries need.
 pub const GRUB_MODULES: &[&str] = &[
@@ -129,31 +128,10 @@ pub fn build_efi(work: &Path) -> Result<PathBuf, X86Error> {
     Ok(efi)
 }
 
-/// Makes the ESP's FAT image at `out` holding `EFI/BOOT/` + each of `files` (host
-/// path, name).
-pub fn esp_image(out: &Path, files: &[(&Path, &str)]) -> Result<(), X86Error> {
-    let _ = fs::remove_file(out);
-    run(Command::new("mkfs.vfat")
-        .args(["-n", "ESP", "-C"])
-        .arg(out)
-        .arg((ESP.size / 1024).to_string()))?;
-    run(Command::new("mmd")
-        .arg("-i")
-        .arg(out)
-        .args(["::/EFI", &format!("::/{ESP_DIR}")]))?;
-    for (host, name) in files {
-        run(Command::new("mcopy")
-            .arg("-i")
-            .arg(out)
-            .arg(host)
-            .arg(format!("::/{ESP_DIR}/{name}")))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn shipped() -> String {
         fs::read_to_string(shipped_cfg_path()).unwrap()

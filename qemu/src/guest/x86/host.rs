@@ -12,7 +12,6 @@ use bascule::config::SystemConfig;
 use bascule::device::Device;
 use bascule::health::history::{History, Record};
 use bascule::ops::{self, StatusReport};
-use bascule_partitions::SlotName;
 
 use super::config::host_system_toml;
 use super::error::{io, run, X86Error};
@@ -81,17 +80,6 @@ impl HostView {
         let config = SystemConfig::load(&self.dir.join("system.toml"))
             .map_err(|e| self.err(e.to_string()))?;
         Device::open(config).map_err(|e| self.err(e.to_string()))
-    }
-
-    /// `bascule init-env --good <slot> --version <version>` into the host's env copy.
-    pub fn init_env(&self, good: SlotName, version: &str) -> Result<(), X86Error> {
-        let mut dev = self.device()?;
-        let opts = ops::InitEnv {
-            version: Some(version),
-            force: false,
-            defaults: None,
-        };
-        ops::init_env(&mut dev, good, &opts).map_err(|e| self.err(e.to_string()))
     }
 
     /// Reads the image: the env files, `grub-editenv list`, `bascule status`, history.

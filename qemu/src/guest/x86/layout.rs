@@ -1,7 +1,8 @@
 //! The x86_64 guest disk: one GPT disk (`hd0` in GRUB, `/dev/vda` in Linux) with the
 //! ESP (GRUB, `grub.cfg`, `grubenv`, `grubenv.good`), two root slots at partitions 2
 //! and 3 (the shipped `grub.cfg` boots `(hd0,gpt2)` and `(hd0,gpt3)`) and the data
-//! slot.
+//! slot. The disk is made by `bascule provision` from `qemu/layouts/x86_64.toml`; a
+//! test keeps the file and these numbers equal.
 pub use crate::guest::layout::{Part, ROOTFS_SIZE, SECTOR};
 
 const MIB: u64 = 1 << 20;
@@ -59,5 +60,26 @@ mod tests {
         }
         const { assert!(DATA.start + DATA.size + 33 * SECTOR <= DISK_SIZE) };
         const { assert!(ROOTFS_A.number == 2 && ROOTFS_B.number == 3) };
+    }
+
+    /// The disk `bascule provision` makes from `qemu/layouts/x86_64.toml` is the one
+    /// GRUB's script, the configs and the host read: an ESP typed as such first.
+    #[test]
+    fn the_provisioning_layout_places_these_partitions_and_the_grubenv() {
+        use crate::guest::factory::{placed, windows};
+        use bascule_partitions::disk_layout::EnvPlace;
+        let plan = placed(crate::guest::x86::disk::LAYOUT, MIB);
+        let want: Vec<_> = PARTS
+            .iter()
+            .map(|p| (p.name.to_string(), p.start, p.size))
+            .collect();
+        assert_eq!(windows(&plan), want);
+        assert_eq!(plan.disk_bytes(), DISK_SIZE);
+        assert_eq!(plan.partitions[0].type_guid, ESP_TYPE);
+        assert_eq!(plan.compatible, crate::guest::x86::config::COMPATIBLE);
+        let env = EnvPlace::Grub {
+            path: format!("{ESP_DIR}/grubenv"),
+        };
+        assert_eq!(plan.env, env);
     }
 }

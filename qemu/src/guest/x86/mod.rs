@@ -9,7 +9,7 @@
 //! - [`layout`]: ESP, two root slots, data; [`grub_board`]: `BOOTX64.EFI`, the
 //!   shipped script with the board's lines, the ESP image; [`config`]: both
 //!   `system.toml`s; [`cache`]: the pinned amd64 kernel and busybox;
-//! - [`disk`]: the factory disk (the one module to replace with `bascule provision`);
+//! - [`disk`]: the factory disk (`bascule provision` from `qemu/layouts/x86_64.toml`);
 //! - [`rootfs`]: the initramfs and rootfs images of this platform;
 //! - [`machine`]: one power-on (fresh OVMF vars every time); [`host`]: `grub-editenv`
 //!   and `bascule status` over the image; [`world`] and [`scenario`]: update,

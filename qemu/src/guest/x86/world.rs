@@ -1,8 +1,8 @@
 //! Everything the x86_64 scenarios share, built once per run in a work directory under
 //! the cache: the static x86_64 bascule, the initramfs, the rootfs images v1-v3, a
-//! signing key, the signed bundles of v2 and v3 on the bundle disk (the arm64 guest's
-//! releases and bundle disk), `BOOTX64.EFI`, the board's `grub.cfg` and the factory
-//! disk. Each scenario boots its own copy of a disk.
+//! signing key, the signed bundles of v1-v3 (v2 and v3 on the bundle disk, as for the
+//! arm64 guest), `BOOTX64.EFI`, the board's `grub.cfg` and the factory disk
+//! (`bascule provision` of v1's bundle). Each scenario boots its own copy of a disk.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,21 +60,18 @@ impl World {
         };
         let bundle_dir = w.join("bundles");
         fs::create_dir_all(&bundle_dir).map_err(io("creating the bundle directory"))?;
+        let factory_bundle = w.join("factory-v1.bundle");
         for release in [&V1, &V2, &V3] {
             let image = w.join(format!("rootfs-{}.ext4", release.version));
             build_rootfs(&inputs, release, w, &image)?;
-            if release != &V1 {
-                let name = guest_bundle_path(release)
-                    .trim_start_matches("/bundles/")
-                    .to_string();
-                make_bundle(
-                    release,
-                    &image,
-                    &w.join("release.key"),
-                    &bundle_dir.join(name),
-                )?;
-                fs::remove_file(&image).map_err(io("removing a bundled rootfs image"))?;
-            }
+            // v1 is the factory release: provisioned, never on the bundle disk.
+            let out = if release == &V1 {
+                factory_bundle.clone()
+            } else {
+                bundle_dir.join(guest_bundle_path(release).trim_start_matches("/bundles/"))
+            };
+            make_bundle(release, &image, &w.join("release.key"), &out)?;
+            fs::remove_file(&image).map_err(io("removing a bundled rootfs image"))?;
         }
         let bundles = w.join("bundles.ext4");
         make_bundle_disk(&bundle_dir, &bundles).map_err(|e| bundle_err("(disk)", e.to_string()))?;
@@ -84,19 +81,22 @@ impl World {
             .map_err(io("reading bootloader/grub/grub.cfg"))?;
         let cfg = w.join("grub.cfg");
         fs::write(&cfg, board_cfg(&shipped)?).map_err(io("writing the board's grub.cfg"))?;
+        let keyring = w.join("keyring");
+        fs::create_dir_all(&keyring).map_err(io("creating the keyring"))?;
+        fs::copy(w.join("release.pub"), keyring.join("release.pub"))
+            .map_err(io("filling the keyring"))?;
         let factory = w.join("factory.img");
-        let v1 = w.join(format!("rootfs-{}.ext4", V1.version));
         build_disk(
             &factory,
             &DiskInputs {
-                rootfs: &v1,
-                version: V1.version,
+                bundle: &factory_bundle,
+                keyring: &keyring,
                 efi: &efi,
                 grub_cfg: &cfg,
                 work: &w.join("factory-work"),
             },
         )?;
-        fs::remove_file(&v1).map_err(io("removing the v1 image"))?;
+        fs::remove_file(&factory_bundle).map_err(io("removing the factory bundle"))?;
         Ok(World {
             bundles,
             factory,
