@@ -679,6 +679,57 @@ impl Drop for Loop {
     }
 }
 
+/// A file system this test mounted; unmounted when dropped (which also detaches the
+/// loop device `mount -o loop` attached).
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let done = Command::new("umount").arg(&self.0).status();
+        assert!(done.is_ok_and(|s| s.success()), "umount {}", self.0.display());
+    }
+}
+
+/// An image file mounted through a loop device is in service like a mounted disk:
+/// refused even with `--force`, the message naming the loop device, the file left as
+/// it was. Once unmounted, `--force` overwrites it.
+#[test]
+fn an_image_file_mounted_through_a_loop_device_is_refused() {
+    if !tool::require("mount", "mount") || !tool::require("mkfs.ext4", "e2fsprogs") {
+        return;
+    }
+    let st = Station::new(LAYOUT);
+    st.set_disk(&vec![0u8; 64 << 20]);
+    tool_output("mkfs.ext4", &["-q", "-F", "disk.img"], st.dir.path());
+    let mnt = st.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(st.path("disk.img"))
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        tool::skip_or_fail(&format!(
+            "mount -o loop failed here: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return;
+    }
+    let mount = Mount(mnt);
+    let before = st.disk();
+    st.provision(&["--force"]).fails_with(&[
+        "refusing",
+        "the loop device backed by this file",
+        "is mounted on",
+        "even with --force",
+    ]);
+    assert!(st.disk() == before, "a mounted image file was written");
+    drop(mount);
+    st.provision(&["--force"]).ok();
+    st.verify().ok();
+}
+
 #[test]
 fn a_loop_device_is_provisioned_like_a_file() {
     if !tool::require("losetup", "mount") || !tool::require("sfdisk", "fdisk") {

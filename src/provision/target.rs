@@ -4,6 +4,9 @@
 //! - a block device (a loop device too) is refused, even with `--force`, when it or
 //!   one of its partitions is mounted (`/proc/self/mountinfo`, by device number), or
 //!   when it is the disk the running system's root file system is on;
+//! - an image file is refused the same way when a loop device backed by it (sysfs
+//!   `loop/backing_file`) or one of that device's partitions is mounted: writing the
+//!   file would change a mounted file system under the kernel;
 //! - a foreign signature (a partition table that is not this layout, a file system,
 //!   anything `wipefs` knows) refuses the disk unless `--force`.
 use std::fs::OpenOptions;
@@ -63,8 +66,14 @@ impl Target {
             });
         };
         let path = std::fs::canonicalize(path).map_err(io("resolve"))?;
-        if kind == TargetKind::Block {
-            refuse_in_use(&path, meta.rdev())?;
+        match kind {
+            TargetKind::Block => refuse_in_use(&path, meta.rdev())?,
+            TargetKind::File => {
+                for (name, rdev) in loops_backed_by(&path) {
+                    refuse_mounted(&path, rdev, &read_mountinfo()?)
+                        .map_err(|e| via_loop(e, &name, rdev))?;
+                }
+            }
         }
         let file = std::fs::File::open(&path).map_err(io("open"))?;
         let size = bascule_hal::block::device_size(&file, &path)?;
@@ -76,21 +85,9 @@ impl Target {
 /// a mounted partition), or holds the running system's root file system. Never
 /// overridden by `--force`; checked before the device is opened.
 fn refuse_in_use(path: &Path, rdev: u64) -> Result<(), ProvisionError> {
+    let mountinfo = read_mountinfo()?;
+    refuse_mounted(path, rdev, &mountinfo)?;
     let disk = sys_block_dir(rdev);
-    let mut devices = vec![dev_text(rdev)];
-    devices.extend(partition_devices(disk.as_deref()));
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| ProvisionError::Io {
-            context: "read /proc/self/mountinfo (to refuse a mounted disk)".into(),
-            message: e.to_string(),
-        })?;
-    if let Some((device, mount)) = mounted(&mountinfo, &devices) {
-        return Err(ProvisionError::Mounted {
-            disk: path.to_path_buf(),
-            device,
-            mount,
-        });
-    }
     let root = mount_entries(&mountinfo).find(|(_, point)| *point == "/");
     if root.is_some_and(|(numbers, _)| root_disk(numbers).is_some_and(|d| Some(d) == disk)) {
         return Err(ProvisionError::BootDisk {
@@ -98,6 +95,79 @@ fn refuse_in_use(path: &Path, rdev: u64) -> Result<(), ProvisionError> {
         });
     }
     Ok(())
+}
+
+fn read_mountinfo() -> Result<String, ProvisionError> {
+    std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| ProvisionError::Io {
+        context: "read /proc/self/mountinfo (to refuse a mounted disk)".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Refuses `path` when block device `rdev` or one of its partitions is mounted.
+fn refuse_mounted(path: &Path, rdev: u64, mountinfo: &str) -> Result<(), ProvisionError> {
+    let mut devices = vec![dev_text(rdev)];
+    devices.extend(partition_devices(sys_block_dir(rdev).as_deref()));
+    match mounted(mountinfo, &devices) {
+        Some((device, mount)) => Err(ProvisionError::Mounted {
+            disk: path.to_path_buf(),
+            device,
+            mount,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Names the loop device backed by the image file in a [`ProvisionError::Mounted`].
+fn via_loop(e: ProvisionError, name: &str, rdev: u64) -> ProvisionError {
+    let ProvisionError::Mounted {
+        disk,
+        device,
+        mount,
+    } = e
+    else {
+        return e;
+    };
+    let device = if device == dev_text(rdev) {
+        format!("/dev/{name} ({device}), the loop device backed by this file,")
+    } else {
+        format!("{device}, a partition of /dev/{name}, the loop device backed by this file,")
+    };
+    ProvisionError::Mounted {
+        disk,
+        device,
+        mount,
+    }
+}
+
+/// The name and device number of each loop device whose backing file is `file`
+/// (canonical).
+fn loops_backed_by(file: &Path) -> Vec<(String, u64)> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("loop"))
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .is_ok_and(|b| Path::new(b.trim_end_matches('\n')) == file)
+        })
+        .filter_map(|e| {
+            let numbers = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            let name = e.file_name().to_string_lossy().to_string();
+            Some((name, parse_dev(numbers.trim())?))
+        })
+        .collect()
+}
+
+/// `major:minor` (sysfs `dev`) as a device number.
+fn parse_dev(numbers: &str) -> Option<u64> {
+    let (major, minor) = numbers.split_once(':')?;
+    Some(nix::sys::stat::makedev(
+        major.parse().ok()?,
+        minor.parse().ok()?,
+    ))
 }
 
 /// The (`major:minor`, mount point) of each line of `/proc/self/mountinfo`.
