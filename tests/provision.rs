@@ -319,6 +319,38 @@ fn a_rerun_is_a_no_op_and_verify_passes_alone() {
     assert!(run.stdout.contains("matches the report"), "{}", run.stdout);
 }
 
+/// A disk whose table, slots and env are in place but whose boot file, raw image or
+/// keyring is not what the station now has is not "already provisioned": the run
+/// names what differs and writes the content again.
+#[test]
+fn a_rerun_rewrites_boot_content_that_differs_from_the_sources() {
+    let st = Station::new(LAYOUT);
+    st.provision(&[]).ok();
+    std::fs::write(st.path("boot.scr"), "echo booting v2 script\n").unwrap();
+    let mut disk = st.disk();
+    disk[32 << 10] ^= 0x01;
+    st.set_disk(&disk);
+    std::fs::copy(st.path("k.pub"), st.path("keys/second.pub")).unwrap();
+    let run = st.provision(&[]).ok();
+    assert!(!run.stdout.contains("already provisioned"), "{}", run.stdout);
+    assert_eq!(st.report()["outcome"], "resumed");
+    let steps = st.report()["steps"].to_string();
+    for what in [
+        "boot.scr on partition boot",
+        "extlinux/boot.scr on partition boot",
+        "spl.bin at byte 32768",
+        "etc/bascule/keyring/second.pub on partition data",
+    ] {
+        assert!(steps.contains(what), "{what} not in {steps}");
+    }
+    let image = format!("{}@@{}", st.p("disk.img"), 1 << 20);
+    let script = tool_output("mtype", &["-i", &image, "::/boot.scr"], st.dir.path());
+    assert_eq!(script, "echo booting v2 script\n");
+    assert_eq!(st.disk()[32 << 10], xorshift_bytes(9, 5000)[0]);
+    let run = st.provision(&[]).ok();
+    assert!(run.stdout.contains("already provisioned"), "{}", run.stdout);
+}
+
 #[test]
 fn a_half_written_slot_a_is_completed_without_force() {
     let st = Station::new(LAYOUT);
@@ -686,7 +718,11 @@ struct Mount(PathBuf);
 impl Drop for Mount {
     fn drop(&mut self) {
         let done = Command::new("umount").arg(&self.0).status();
-        assert!(done.is_ok_and(|s| s.success()), "umount {}", self.0.display());
+        assert!(
+            done.is_ok_and(|s| s.success()),
+            "umount {}",
+            self.0.display()
+        );
     }
 }
 

@@ -204,3 +204,12 @@ pub fn read_vfat_file(plan: &DiskPlan, disk: &Path, index: usize, path: &str, to
     )
     .is_ok()
 }
+
+/// Reads `path` from the ext4 file system of partition `index` into `to`
+/// (`debugfs dump`); `false` when it is not there.
+pub fn read_ext4_file(plan: &DiskPlan, disk: &Path, index: usize, path: &str, to: &Path) -> bool {
+    let source = format!("{}?offset={}", disk.display(), plan.window(index).0);
+    let cmd = format!("dump /{} {}", path.trim_start_matches('/'), to.display());
+    let _ = std::fs::remove_file(to);
+    run("debugfs", &["-R", &cmd, &source]).is_ok() && to.exists()
+}

@@ -13,7 +13,7 @@ use bascule_hal::{BlockDevice, EnvVars, FileBlock};
 use bascule_partitions::disk_layout::{BootFs, DiskPlan, EnvPlace};
 use bascule_partitions::SlotName;
 
-use super::content::{read_vfat_file, run};
+use super::content::{read_ext4_file, read_vfat_file};
 use super::ProvisionError;
 use crate::config::SystemConfig;
 use crate::device::Device;
@@ -178,11 +178,7 @@ pub fn fetch_grub_env(plan: &DiskPlan, disk: &Path, scratch: &Path) -> bool {
     let to = grub_dir(scratch).join(name.unwrap_or_default());
     match spec.filesystem {
         BootFs::Vfat => read_vfat_file(plan, disk, *index, path, &to),
-        BootFs::Ext4 => {
-            let source = format!("{}?offset={}", disk.display(), plan.window(*index).0);
-            let cmd = format!("dump /{} {}", path.trim_start_matches('/'), to.display());
-            run("debugfs", &["-R", &cmd, &source]).is_ok() && to.exists()
-        }
+        BootFs::Ext4 => read_ext4_file(plan, disk, *index, path, &to),
     }
 }
 

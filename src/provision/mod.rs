@@ -20,8 +20,9 @@
 //!    board's default variables ([`env`], the code of `init-env`).
 //!
 //! The env is the commit point: a disk whose table matches, whose slots hold the
-//! images and whose env holds that first state is already provisioned, and a run
-//! writes nothing and says so. A run cut anywhere earlier is completed by running it
+//! images, whose raw images, boot files and device config read back as their sources
+//! ([`in_place`]) and whose env holds that first state is already provisioned, and a
+//! run writes nothing and says so. A run cut anywhere earlier is completed by running it
 //! again. `--verify` re-reads the table and the slots and compares them with the
 //! report ([`verify`]), after provisioning or alone.
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use bascule_hal::gpt::create::write_table;
 use bascule_hal::{FileBlock, HalError};
 use bascule_partitions::disk_layout::{
-    DiskLayout, DiskLayoutError, DiskPlan, EnvPlace, LayoutFileError,
+    BootFs, DiskLayout, DiskLayoutError, DiskPlan, EnvPlace, LayoutFileError,
 };
 use bascule_partitions::SlotName;
 
@@ -38,6 +39,7 @@ use crate::install::{PlanError, StageTimes};
 
 pub mod content;
 pub mod env;
+mod in_place;
 pub mod report;
 pub mod slots;
 pub mod table;
@@ -319,8 +321,19 @@ impl Run<'_> {
                 stages.extend(written);
             }
         }
+        let untouched = resumed && stages.is_empty();
+        let differs = if untouched {
+            in_place::differing(self.plan, self.disk, self.scratch, &self.content()?)?
+        } else {
+            Vec::new()
+        };
+        steps.extend(
+            differs
+                .iter()
+                .map(|d| format!("{d}: not as the layout says")),
+        );
         let done =
-            resumed && stages.is_empty() && env::initialised(&mut dev, self.version()).is_some();
+            untouched && differs.is_empty() && env::initialised(&mut dev, self.version()).is_some();
         if !done {
             self.write_content(&mut dev, &mut steps)?;
         }
@@ -377,6 +390,30 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Everything besides the table, the slots and the env that a finished run leaves
+    /// on the disk: raw images, boot files, the device config and keyring.
+    fn content(&self) -> Result<Vec<in_place::Expected>, ProvisionError> {
+        let mut expected = in_place::raw_images(self.plan);
+        if let Some((index, spec)) = &self.plan.boot {
+            let files: Vec<_> = spec
+                .files
+                .iter()
+                .map(|f| (f.source.clone(), f.path.clone()))
+                .collect();
+            expected.extend(in_place::files_in(*index, spec.filesystem, &files));
+        }
+        if let Some((index, spec)) = &self.plan.device_config {
+            let on_data = self.plan.data.as_ref().is_some_and(|(d, _)| d == index);
+            let fs = match &self.plan.boot {
+                Some((_, boot)) if !on_data => boot.filesystem,
+                _ => BootFs::Ext4,
+            };
+            let files = self.device_config_files(spec)?;
+            expected.extend(in_place::files_in(*index, fs, &files));
+        }
+        Ok(expected)
+    }
+
     /// Stages `system.toml` and the keyring where `[device_config]` says.
     fn stage_device_config(
         &self,
@@ -409,16 +446,24 @@ impl Run<'_> {
         }
         let on_data = self.plan.data.as_ref().is_some_and(|(d, _)| d == index);
         let root = if on_data { data_root } else { boot_root };
+        content::stage(root, &self.device_config_files(spec)?)?;
+        Ok(Some(format!(
+            "device config: {}/system.toml and keyring/ on {}",
+            spec.dir, self.plan.partitions[*index].name
+        )))
+    }
+
+    /// `system.toml` and the keyring's `*.pub`: (source, path in the file system).
+    fn device_config_files(
+        &self,
+        spec: &bascule_partitions::disk_layout::DeviceConfigSpec,
+    ) -> Result<Vec<(PathBuf, String)>, ProvisionError> {
         let mut files = vec![(
             spec.system_toml.clone(),
             format!("{}/system.toml", spec.dir),
         )];
         files.extend(self.keyring_files(&spec.dir)?);
-        content::stage(root, &files)?;
-        Ok(Some(format!(
-            "device config: {}/system.toml and keyring/ on {}",
-            spec.dir, self.plan.partitions[*index].name
-        )))
+        Ok(files)
     }
 
     fn keyring_files(&self, dir: &str) -> Result<Vec<(PathBuf, String)>, ProvisionError> {
