@@ -396,7 +396,7 @@ pub fn install(
 }
 
 /// Marks the slot `install --no-activate` wrote pending, after checking it still holds
-/// what was written and may still boot ([`install::activate`]). Runs no hook.
+/// what was written and may still boot ([`install::activate()`]). Runs no hook.
 pub fn activate(dev: &mut Device) -> Result<ActivateReport, Error> {
     let _lock = InstallLock::acquire(&dev.config.state_dir)?;
     let booted = dev.booted()?;

@@ -13,7 +13,7 @@
 //!    `--force` (compatible, security floor, downgrade, `min_from_version`, a slot
 //!    other than the target stays bootable);
 //! 6. the slot's content against the manifest's signed chunk and image hashes
-//!    ([`super::readback`]);
+//!    (`super::readback`);
 //! 7. under the environment lock: step 4 again on the environment as it is then,
 //!    which yields the [`state::TargetMarkedBad`] proof, and one commit marking the
 //!    slot pending ([`state::mark_pending`]) with its version and manifest.

@@ -15,7 +15,7 @@
 //! 8. commit "target pending" (one atomic environment write); with
 //!    [`InstallOptions::no_activate`] instead: write the record for `bascule activate`
 //!    into the state directory ([`super::staged`]), then commit "target staged" (still
-//!    unbootable: [`state::mark_staged`]). [`super::activate`] marks it pending later.
+//!    unbootable: [`state::mark_staged`]). [`super::activate()`] marks it pending later.
 //!
 //! Any failure after step 4 (a failed `post-install` hook too) leaves the target marked unbootable, never pending; the
 //! booted slot is never opened for writing. Steps 4 and 5 are the

@@ -5,7 +5,7 @@
 //! single driver that does I/O, over `hal` traits; [`lock`] keeps two installs from
 //! running at once; [`progress`] renders progress for people and machines.
 //! `install --no-activate` leaves the written slot unbootable and staged, with a
-//! record in the state directory ([`staged`]); [`activate`] later checks the record,
+//! record in the state directory ([`staged`]); [`activate()`] later checks the record,
 //! the environment and the slot's content (`readback`) and marks it pending.
 pub mod activate;
 mod buffers;

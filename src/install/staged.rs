@@ -6,7 +6,7 @@
 //! It lives in `state_dir` (on the data slot, shared by both root slots) as the file
 //! [`STAGED_FILE`], not in the boot environment: a manifest is kilobytes and a GRUB
 //! environment block is 1024 bytes. The environment holds only the key that ties the
-//! two together ([`crate::slot::state::staged`]: `BASCULE_STAGED` and the slot's
+//! two together (`crate::slot::state`: `BASCULE_STAGED` and the slot's
 //! manifest SHA-256). One record at a time: the next `--no-activate` install replaces
 //! it; an activated record stays until then, and is refused because the environment
 //! no longer shows its slot staged.

@@ -17,7 +17,7 @@
 //!    or boot partition, as `[device_config]` says (never into a root slot: those
 //!    hold signed images only);
 //! 6. the boot env, last: slot A good at the bundle's version, B bad, keeping the
-//!    board's default variables ([`env`], the code of `init-env`).
+//!    board's default variables ([`mod@env`], the code of `init-env`).
 //!
 //! The env is the commit point: a disk whose table matches, whose slots hold the
 //! images, whose raw images, boot files and device config read back as their sources
@@ -39,7 +39,7 @@ use crate::install::{PlanError, StageTimes};
 
 pub mod content;
 pub mod env;
-mod in_place;
+pub mod in_place;
 pub mod report;
 pub mod slots;
 pub mod table;

@@ -34,7 +34,7 @@ pub struct Target {
 
 impl Target {
     /// Opens `path`: an existing block device (refused when in use, see
-    /// [`refuse_in_use`]) or file; a missing file is created sparse at `create_size`
+    /// `refuse_in_use`) or file; a missing file is created sparse at `create_size`
     /// (refused when that is unknown).
     pub fn open(path: &Path, create_size: Option<u64>) -> Result<Target, ProvisionError> {
         let io = |what: &str| {

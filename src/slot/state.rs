@@ -11,7 +11,7 @@
 //! install with `--force` while the booted slot was itself on trial), `BASCULE_<x>_VERSION` and
 //! `BASCULE_<x>_SECVER` (what was installed into each slot), and `BASCULE_STAGED`
 //! (the slot `install --no-activate` wrote, waiting for `bascule activate`: see
-//! [`staged`]).
+//! `staged`).
 use std::fmt;
 
 use bascule_hal::EnvVars;
@@ -141,7 +141,7 @@ pub struct SlotInfo {
     /// The SHA-256 (hex) of that install's signed manifest, when recorded.
     pub manifest: Option<String>,
     /// Written and verified by `install --no-activate`, still unbootable, waiting
-    /// for `bascule activate` ([`staged`]).
+    /// for `bascule activate` (`staged`).
     pub staged: bool,
 }
 
