@@ -1,213 +1,67 @@
 //! `bascule provision` end to end on image files: the table read back by `sfdisk
 //! --json` and checked by `sgdisk -v`; the initial U-Boot env read by `fw_printenv`
 //! with the board's default variables; the boot and data file systems read by
-//! `mtools` and `debugfs`; a re-run is a no-op; a half-written slot A, a torn table
-//! and a cut before the env are completed by a re-run; `--verify` catches a flipped
-//! byte in slot A and in the table; a bad bundle or a foreign disk leaves the disk
-//! untouched; a bad layout is refused naming the partition; GRUB and GPT-attribute
-//! layouts. A missing tool fails the test (see `tool`).
+//! `mtools` and `debugfs`; a re-run is a no-op, and rewrites boot content that differs
+//! from the sources; a half-written slot A, a torn table and a cut before the env are
+//! completed by a re-run; `--verify` catches a flipped byte in slot A and in the
+//! table; GRUB and GPT-attribute layouts; a loop device. Refusals are in
+//! `provision_refusals.rs`. A missing tool fails the test (see `tool`).
 mod common;
+mod provision_station;
 #[path = "../hal/tests/tool/mod.rs"]
 mod tool;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{xorshift_bytes, Run};
+use common::xorshift_bytes;
+use provision_station::*;
 
-const COMPATIBLE: &str = "acme,board";
-const IMAGE_LEN: usize = 3_000_000;
-/// Where slot A (rootfs-a) starts: after the 8 MiB boot partition at 1 MiB.
-const SLOT_A: u64 = 9 << 20;
-const ENV_A: u64 = 512 << 10;
-
-const LAYOUT: &str = r#"
+const GRUB_LAYOUT: &str = r#"
 compatible = "acme,board"
 [disk]
 size = "64MiB"
 [[partition]]
-name = "boot"
-type = "linux"
+name = "esp"
+type = "esp"
 size = "8MiB"
 [[partition]]
 name = "rootfs-a"
-type = "linux"
+type = "root-x86-64"
 size = "16MiB"
 [[partition]]
 name = "rootfs-b"
-type = "linux"
+type = "root-x86-64"
 size = "16MiB"
 [[partition]]
 name = "data"
 type = "linux"
 size = "rest"
-attributes = [60]
 [slots.rootfs]
 A = "rootfs-a"
 B = "rootfs-b"
 [data]
 partition = "data"
 [bootenv]
-backend = "uboot"
-offset = "512KiB"
-redundant_offset = "768KiB"
-size = "16KiB"
+backend = "grub"
+path = "EFI/BOOT/grubenv"
 [boot]
-partition = "boot"
+partition = "esp"
 filesystem = "vfat"
+label = "ESP"
 [[boot.file]]
 source = "boot.scr"
-path = "boot.scr"
-[[boot.file]]
-source = "boot.scr"
-path = "extlinux/boot.scr"
-[[raw]]
-image = "spl.bin"
-offset = "32KiB"
-[device_config]
-partition = "data"
-system_toml = "system.toml"
+path = "EFI/BOOT/grub.cfg"
 "#;
 
-const DEVICE_TOML: &str = r#"
-compatible = "acme,board"
-keyring = "/data/etc/bascule/keyring"
-[bootenv]
-backend = "uboot"
-path = "/dev/mmcblk0"
-offset = 524288
-redundant_offset = 786432
-size = 16384
-[slots.rootfs.A]
-device = "/dev/disk/by-partlabel/rootfs-a"
-[slots.rootfs.B]
-device = "/dev/disk/by-partlabel/rootfs-b"
-[data]
-device = "/dev/disk/by-partlabel/data"
-mount = "/data"
-"#;
+/// A loop device this test attached; detached when dropped.
+struct Loop(String);
 
-/// A station directory: keys, a bundle, the board's files and the layout.
-struct Station {
-    dir: tempfile::TempDir,
-}
-
-impl Station {
-    fn new(layout: &str) -> Station {
-        let st = Station {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        st.bascule(&["keygen", "--out", &st.p("k")]).ok();
-        std::fs::create_dir(st.path("keys")).unwrap();
-        std::fs::copy(st.path("k.pub"), st.path("keys/k.pub")).unwrap();
-        std::fs::write(st.path("root.img"), xorshift_bytes(7, IMAGE_LEN)).unwrap();
-        st.bundle("root.img", "1.0.0", COMPATIBLE, "v1.bascule");
-        std::fs::write(st.path("spl.bin"), xorshift_bytes(9, 5000)).unwrap();
-        std::fs::write(st.path("boot.scr"), "echo booting\n").unwrap();
-        std::fs::write(st.path("system.toml"), DEVICE_TOML).unwrap();
-        std::fs::write(
-            st.path("initial-env"),
-            "bootcmd=run distro_bootcmd\nbootdelay=2\nboard_name=acme\n",
-        )
-        .unwrap();
-        std::fs::write(st.path("layout.toml"), layout).unwrap();
-        st
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let detached = Command::new("losetup").args(["-d", &self.0]).status();
+        assert!(detached.is_ok_and(|s| s.success()), "losetup -d {}", self.0);
     }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn p(&self, rel: &str) -> String {
-        self.path(rel).display().to_string()
-    }
-
-    fn bascule(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_bascule"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        Run::from_output(out)
-    }
-
-    fn bundle(&self, image: &str, version: &str, compatible: &str, out: &str) {
-        let image = format!("rootfs={}", self.p(image));
-        let args = [
-            "bundle",
-            "create",
-            "--key",
-            &self.p("k.key"),
-            "--version",
-            version,
-        ];
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--compatible", compatible, "--image", &image, "--out", out]);
-        self.bascule(&all).ok();
-    }
-
-    /// `bascule provision` of disk.img with bundle `bundle` plus `extra`.
-    fn provision_with(&self, bundle: &str, extra: &[&str]) -> Run {
-        let bundle = format!("rootfs={bundle}");
-        let mut args = vec!["provision", "--layout", "layout.toml", "--disk", "disk.img"];
-        args.extend([
-            "--bundle",
-            &bundle,
-            "--keyring",
-            "keys",
-            "--defaults",
-            "initial-env",
-        ]);
-        args.extend(["--report", "report.json"]);
-        args.extend(extra);
-        self.bascule(&args)
-    }
-
-    fn provision(&self, extra: &[&str]) -> Run {
-        self.provision_with("v1.bascule", extra)
-    }
-
-    fn verify(&self) -> Run {
-        let args = [
-            "provision",
-            "--layout",
-            "layout.toml",
-            "--disk",
-            "disk.img",
-            "--verify",
-        ];
-        let mut all = args.to_vec();
-        all.extend(["--report", "report.json"]);
-        self.bascule(&all)
-    }
-
-    fn disk(&self) -> Vec<u8> {
-        std::fs::read(self.path("disk.img")).unwrap()
-    }
-
-    fn set_disk(&self, bytes: &[u8]) {
-        std::fs::write(self.path("disk.img"), bytes).unwrap();
-    }
-
-    fn report(&self) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(self.path("report.json")).unwrap()).unwrap()
-    }
-}
-
-/// Runs `tool args`, returns stdout; panics with its output when it fails.
-fn tool_output(tool: &str, args: &[&str], cwd: &Path) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{tool} {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[test]
@@ -332,7 +186,11 @@ fn a_rerun_rewrites_boot_content_that_differs_from_the_sources() {
     st.set_disk(&disk);
     std::fs::copy(st.path("k.pub"), st.path("keys/second.pub")).unwrap();
     let run = st.provision(&[]).ok();
-    assert!(!run.stdout.contains("already provisioned"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("already provisioned"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(st.report()["outcome"], "resumed");
     let steps = st.report()["steps"].to_string();
     for what in [
@@ -411,179 +269,6 @@ fn verify_catches_a_flipped_byte_in_slot_a_and_in_the_table() {
     st.set_disk(&done);
     st.verify().ok();
 }
-
-#[test]
-fn a_bad_bundle_leaves_the_disk_untouched() {
-    let st = Station::new(LAYOUT);
-    let bytes = std::fs::read(st.path("v1.bascule")).unwrap();
-    std::fs::write(st.path("short.bascule"), &bytes[..bytes.len() - 1000]).unwrap();
-    st.set_disk(&vec![0u8; 64 << 20]);
-    st.provision_with("short.bascule", &[])
-        .fails_with(&["short.bascule"]);
-    assert!(
-        st.disk().iter().all(|&b| b == 0),
-        "a truncated bundle wrote to the disk"
-    );
-
-    st.bascule(&["keygen", "--out", &st.p("other")]).ok();
-    let image = format!("rootfs={}", st.p("root.img"));
-    let args = [
-        "bundle",
-        "create",
-        "--key",
-        &st.p("other.key"),
-        "--version",
-        "1.0.0",
-    ];
-    let mut all = args.to_vec();
-    all.extend([
-        "--compatible",
-        COMPATIBLE,
-        "--image",
-        &image,
-        "--out",
-        "foreign.bascule",
-    ]);
-    st.bascule(&all).ok();
-    st.provision_with("foreign.bascule", &[])
-        .fails_with(&["foreign.bascule", "key"]);
-    st.bundle("root.img", "1.0.0", "other,board", "other.bascule");
-    st.provision_with("other.bascule", &[])
-        .fails_with(&["compatible"]);
-    assert!(
-        st.disk().iter().all(|&b| b == 0),
-        "a refused bundle wrote to the disk"
-    );
-}
-
-#[test]
-fn a_foreign_disk_is_refused_without_force() {
-    if !tool::require("mkfs.ext4", "e2fsprogs") || !tool::require("sgdisk", "gdisk") {
-        return;
-    }
-    let st = Station::new(LAYOUT);
-    st.set_disk(&vec![0u8; 64 << 20]);
-    tool_output("mkfs.ext4", &["-q", "-F", "disk.img"], st.dir.path());
-    let before = st.disk();
-    st.provision(&[]).fails_with(&["ext4", "--force"]);
-    assert!(st.disk() == before, "a refused disk was written");
-
-    tool_output(
-        "sgdisk",
-        &["-o", "-n", "1:2048:+1M", "-c", "1:other", "disk.img"],
-        st.dir.path(),
-    );
-    let before = st.disk();
-    st.provision(&[])
-        .fails_with(&["GPT that is not this layout", "other", "--force"]);
-    assert!(st.disk() == before, "a refused disk was written");
-    st.provision(&["--force"]).ok();
-    st.verify().ok();
-}
-
-#[test]
-fn a_mounted_or_missing_target_is_refused() {
-    let st = Station::new(&LAYOUT.replace("size = \"64MiB\"", "size = \"device\""));
-    st.provision(&[])
-        .fails_with(&["does not exist", "\"device\""]);
-    // The block device holding the tests' own working directory is mounted.
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mounted = mountinfo.lines().find_map(|l| {
-        let source = l.split(" - ").nth(1)?.split(' ').nth(1)?;
-        source.starts_with("/dev/").then(|| source.to_string())
-    });
-    let Some(dev) = mounted.filter(|d| Path::new(d).exists()) else {
-        tool::skip_or_fail("no mounted block device to try");
-        return;
-    };
-    let args = [
-        "provision",
-        "--layout",
-        "layout.toml",
-        "--disk",
-        &dev,
-        "--bundle",
-        "rootfs=v1.bascule",
-    ];
-    let mut all = args.to_vec();
-    all.extend(["--keyring", "keys", "--force"]);
-    st.bascule(&all)
-        .fails_with(&["refusing", "mounted", "even with --force"]);
-}
-
-#[test]
-fn bad_layouts_are_refused_naming_the_partition() {
-    let st = Station::new(LAYOUT);
-    let cases = [
-        (
-            "name = \"rootfs-b\"",
-            "name = \"rootfs-b\"\nstart = \"20MiB\"",
-            "partition \"rootfs-a\" overlaps partition \"rootfs-b\"",
-        ),
-        (
-            "name = \"rootfs-b\"",
-            "name = \"rootfs-b\"\nstart = \"25700KiB\"",
-            "partition \"rootfs-b\": start 26316800 is not aligned",
-        ),
-        (
-            "name = \"rootfs-b\"",
-            "name = \"rootfs-a\"",
-            "partition \"rootfs-a\": the name appears twice",
-        ),
-        (
-            "size = \"8MiB\"",
-            "size = \"1MiB\"\nimage = \"root.img\"",
-            "partition \"boot\" holds 1048576 bytes, too small for its image",
-        ),
-        (
-            "redundant_offset = \"768KiB\"",
-            "redundant_offset = \"1020KiB\"",
-            "overlaps partition \"boot\"",
-        ),
-    ];
-    for (from, to, message) in cases {
-        assert!(LAYOUT.contains(from));
-        std::fs::write(st.path("layout.toml"), LAYOUT.replacen(from, to, 1)).unwrap();
-        st.provision(&[]).fails_with(&[message]);
-    }
-}
-
-const GRUB_LAYOUT: &str = r#"
-compatible = "acme,board"
-[disk]
-size = "64MiB"
-[[partition]]
-name = "esp"
-type = "esp"
-size = "8MiB"
-[[partition]]
-name = "rootfs-a"
-type = "root-x86-64"
-size = "16MiB"
-[[partition]]
-name = "rootfs-b"
-type = "root-x86-64"
-size = "16MiB"
-[[partition]]
-name = "data"
-type = "linux"
-size = "rest"
-[slots.rootfs]
-A = "rootfs-a"
-B = "rootfs-b"
-[data]
-partition = "data"
-[bootenv]
-backend = "grub"
-path = "EFI/BOOT/grubenv"
-[boot]
-partition = "esp"
-filesystem = "vfat"
-label = "ESP"
-[[boot.file]]
-source = "boot.scr"
-path = "EFI/BOOT/grub.cfg"
-"#;
 
 #[test]
 fn a_grub_layout_gets_its_env_in_the_esp() {
@@ -699,71 +384,6 @@ fn a_run_cut_during_the_table_write_is_completed_by_a_rerun() {
             run.stdout, run.stderr
         );
     }
-}
-
-/// A loop device this test attached; detached when dropped.
-struct Loop(String);
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let detached = Command::new("losetup").args(["-d", &self.0]).status();
-        assert!(detached.is_ok_and(|s| s.success()), "losetup -d {}", self.0);
-    }
-}
-
-/// A file system this test mounted; unmounted when dropped (which also detaches the
-/// loop device `mount -o loop` attached).
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let done = Command::new("umount").arg(&self.0).status();
-        assert!(
-            done.is_ok_and(|s| s.success()),
-            "umount {}",
-            self.0.display()
-        );
-    }
-}
-
-/// An image file mounted through a loop device is in service like a mounted disk:
-/// refused even with `--force`, the message naming the loop device, the file left as
-/// it was. Once unmounted, `--force` overwrites it.
-#[test]
-fn an_image_file_mounted_through_a_loop_device_is_refused() {
-    if !tool::require("mount", "mount") || !tool::require("mkfs.ext4", "e2fsprogs") {
-        return;
-    }
-    let st = Station::new(LAYOUT);
-    st.set_disk(&vec![0u8; 64 << 20]);
-    tool_output("mkfs.ext4", &["-q", "-F", "disk.img"], st.dir.path());
-    let mnt = st.path("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let out = Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(st.path("disk.img"))
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        tool::skip_or_fail(&format!(
-            "mount -o loop failed here: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-        return;
-    }
-    let mount = Mount(mnt);
-    let before = st.disk();
-    st.provision(&["--force"]).fails_with(&[
-        "refusing",
-        "the loop device backed by this file",
-        "is mounted on",
-        "even with --force",
-    ]);
-    assert!(st.disk() == before, "a mounted image file was written");
-    drop(mount);
-    st.provision(&["--force"]).ok();
-    st.verify().ok();
 }
 
 #[test]
