@@ -1,7 +1,8 @@
 //! What the README and `bundle info` say is verified, checked through the CLI: the
 //! decoded image is authenticated, not the stored bytes, so a zstd frame-header change
 //! that decodes to the same bytes installs the signed image; and the whole-image
-//! SHA-256 `bundle info` prints is said to be compared only by `--verify full`.
+//! SHA-256 `bundle info` prints is said to be compared only by `--verify full`; and
+//! the power-cut pause point of the QEMU harness is said to exist only in test builds.
 mod common;
 
 use bascule::slot::SlotState;
@@ -77,4 +78,19 @@ fn bundle_info_says_the_whole_image_hash_is_compared_only_by_verify_full() {
         .as_str()
         .unwrap_or("");
     assert!(note.contains("--verify full"), "{json}");
+}
+
+/// The pause point that widens the env commit window for the QEMU power cuts exists
+/// only with the `test-pause` feature, which no default or release build enables: the
+/// binary cargo builds without it holds no trace of its variable. (With `cargo build
+/// --features test-pause` the same binary holds the name, so this can fail.)
+#[test]
+fn the_default_binary_has_no_test_pause_point() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_bascule")).unwrap();
+    // `bascule_hal::pause::PAUSE_VAR`, a module that exists only with the feature.
+    let name = "BASCULE_TEST_PAUSE";
+    assert!(
+        !binary.windows(name.len()).any(|w| w == name.as_bytes()),
+        "the default bascule binary contains {name}: the pause point leaked into it"
+    );
 }
