@@ -7,12 +7,14 @@ use std::time::Instant;
 
 use std::time::Duration;
 
+use bascule_qemu::guest::platform::Platform;
+use bascule_qemu::guest::world::World;
 use bascule_qemu::guest::x86::scenario::{power_cut, rollback, update};
-use bascule_qemu::guest::x86::world::World;
 
 #[test]
 fn x86_update_then_rollback_in_the_guest() {
-    let world = World::build().unwrap_or_else(|e| panic!("building the x86_64 guest: {e}"));
+    let world =
+        World::build(Platform::X86_64).unwrap_or_else(|e| panic!("building the x86_64 guest: {e}"));
     println!(
         "x86_64 guest parts built in {:.1?} (cross build {:.1?})",
         world.build_time, world.cross_build_time

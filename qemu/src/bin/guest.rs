@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+use bascule_qemu::guest::platform::Platform;
 use bascule_qemu::guest::scenario::{rollback, update, Guest, PowerCuts};
 use bascule_qemu::guest::world::World;
 
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let start = Instant::now();
-    let mut world = World::build()?;
+    let mut world = World::build(Platform::Arm64)?;
     println!("built the guest's parts in {:.1?}", world.build_time);
     if let Some(path) = cli.console {
         world.log_console_to(path);

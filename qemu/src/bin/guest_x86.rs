@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use bascule_qemu::guest::platform::Platform;
+use bascule_qemu::guest::world::World;
 use bascule_qemu::guest::x86::scenario::{power_cut, rollback, update, Guest};
-use bascule_qemu::guest::x86::world::World;
 
 #[derive(Parser)]
 #[command(about = "bascule inside an x86_64 QEMU guest booted by OVMF and the real GRUB")]
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
-    let mut world = World::build()?;
+    let mut world = World::build(Platform::X86_64)?;
     println!(
         "built the guest's parts in {:.1?} (bascule's cross build {:.1?})",
         world.build_time, world.cross_build_time

@@ -101,15 +101,16 @@ mod tests {
     #[test]
     fn the_provisioning_layout_places_these_partitions_and_env_copies() {
         use crate::guest::factory::{placed, windows};
+        use crate::guest::platform::Platform;
         use bascule_partitions::disk_layout::EnvPlace;
-        let plan = placed(crate::guest::disk::LAYOUT, SCRIPTS.size);
+        let plan = placed(Platform::Arm64.layout(), SCRIPTS.size);
         let want: Vec<_> = PARTS
             .iter()
             .map(|p| (p.name.to_string(), p.start, p.size))
             .collect();
         assert_eq!(windows(&plan), want);
         assert_eq!(plan.disk_bytes(), DISK_SIZE);
-        assert_eq!(plan.compatible, crate::guest::config::COMPATIBLE);
+        assert_eq!(plan.compatible, Platform::Arm64.compatible());
         let env = EnvPlace::Uboot {
             offset: ENV.start,
             redundant_offset: Some(ENV.start + ENV_COPY_1),

@@ -1,10 +1,15 @@
-//! One power-on of the guest: `qemu-system-aarch64 -M virt` (TCG) with Debian's
-//! U-Boot, the board's built-in env on a read-only pflash, the guest disk as a
-//! virtio-mmio disk (`virtio 0` in U-Boot, `/dev/vda` in Linux), the bundle disk as
-//! a read-only virtio-pci disk (`/dev/vdb`: the initramfs loads the PCI transport
-//! after the MMIO one), the per-boot instruction as `-fw_cfg` entries, no network,
-//! and `-no-reboot`, so a reboot or reset ends the run: the next run on the same disk
-//! is the next boot.
+//! One power-on of a guest under QEMU (TCG): the guest disk as the first virtio disk
+//! (`/dev/vda`), the bundle disk read-only as the second (`/dev/vdb`), the per-boot
+//! instruction as `-fw_cfg` entries, no network, and `-no-reboot`, so a reboot or
+//! reset ends the run: the next run on the same disk is the next boot. The firmware
+//! ([`Firmware`]) is the platform's:
+//!
+//! - arm64: `qemu-system-aarch64 -M virt` with Debian's U-Boot, the board's built-in
+//!   env on a read-only pflash, the guest disk virtio-mmio (`virtio 0` in U-Boot), the
+//!   bundle disk virtio-pci (the initramfs loads the PCI transport after the MMIO one);
+//! - x86_64: `qemu-system-x86_64` with OVMF (its code read-only, a FRESH copy of its
+//!   vars file for every boot: a vars file left by a killed run made OVMF hang), both
+//!   disks virtio-blk PCI (the guest disk `hd0` in GRUB), the serial console on stdout.
 //!
 //! The console is read as it comes, so a [`Kill`] can SIGKILL QEMU a chosen time
 //! after a marker line appears: a power cut at a moment of the boot.
@@ -17,8 +22,7 @@ use std::time::{Duration, Instant};
 
 use bascule_partitions::SlotName;
 
-use crate::tools::{ToolError, QEMU_AARCH64, UBOOT_QEMU_ARM64};
-
+use crate::tools::{ToolError, OVMF_CODE, OVMF_VARS, QEMU_AARCH64, QEMU_X86_64, UBOOT_QEMU_ARM64};
 /// A boot that lasts longer than this is a hang.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
 
@@ -71,11 +75,22 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MachineError {
     move |source| MachineError::Io { what, source }
 }
 
+/// The firmware a machine starts.
+#[derive(Debug, Clone)]
+pub enum Firmware {
+    /// U-Boot as `-bios`, the board's built-in env on the read-only pflash `flash`.
+    Uboot { bios: PathBuf, flash: PathBuf },
+    /// OVMF's code, read-only, and the vars file copied fresh for every boot.
+    Ovmf {
+        code: PathBuf,
+        vars_template: PathBuf,
+    },
+}
+
 /// The guest machine: its firmware and disks.
 pub struct Machine {
     qemu: PathBuf,
-    firmware: PathBuf,
-    flash: PathBuf,
+    firmware: Firmware,
     disk: PathBuf,
     bundles: PathBuf,
     console_log: Option<PathBuf>,
@@ -109,17 +124,34 @@ impl Boot {
 }
 
 impl Machine {
-    /// A machine over `disk` and the bundle disk `bundles`, U-Boot's env on `flash`.
-    pub fn new(flash: &Path, disk: &Path, bundles: &Path) -> Result<Machine, MachineError> {
-        Ok(Machine {
-            qemu: QEMU_AARCH64.find()?,
-            firmware: UBOOT_QEMU_ARM64.find()?,
+    /// An arm64 machine over `disk` and the bundle disk `bundles`, U-Boot's env on
+    /// `flash`.
+    pub fn uboot(flash: &Path, disk: &Path, bundles: &Path) -> Result<Machine, MachineError> {
+        let firmware = Firmware::Uboot {
+            bios: UBOOT_QEMU_ARM64.find()?,
             flash: flash.to_path_buf(),
+        };
+        Ok(Machine::new(QEMU_AARCH64.find()?, firmware, disk, bundles))
+    }
+
+    /// An x86_64 UEFI machine over `disk` and the bundle disk `bundles`.
+    pub fn ovmf(disk: &Path, bundles: &Path) -> Result<Machine, MachineError> {
+        let firmware = Firmware::Ovmf {
+            code: OVMF_CODE.find()?,
+            vars_template: OVMF_VARS.find()?,
+        };
+        Ok(Machine::new(QEMU_X86_64.find()?, firmware, disk, bundles))
+    }
+
+    fn new(qemu: PathBuf, firmware: Firmware, disk: &Path, bundles: &Path) -> Machine {
+        Machine {
+            qemu,
+            firmware,
             disk: disk.to_path_buf(),
             bundles: bundles.to_path_buf(),
             console_log: None,
             boots: 0,
-        })
+        }
     }
 
     /// Appends every boot's console to `path` (`tail -f` it to watch).
@@ -127,61 +159,91 @@ impl Machine {
         self.console_log = Some(path);
     }
 
+    /// The OVMF vars file of this machine's boots (next to its disk).
+    fn vars(&self) -> PathBuf {
+        self.disk.with_extension("vars.fd")
+    }
+
+    /// The firmware's arguments and the device of the guest disk.
+    fn firmware_args(&self, cmd: &mut Command) -> &'static str {
+        match &self.firmware {
+            Firmware::Uboot { bios, flash } => {
+                cmd.args(["-M", "virt", "-cpu", "cortex-a57", "-m", "512"])
+                    .args(["-accel", "tcg", "-bios"])
+                    .arg(bios)
+                    .args(["-nographic", "-no-reboot", "-nic", "none", "-drive"])
+                    .arg(format!(
+                        "if=pflash,format=raw,index=1,readonly=on,file={}",
+                        flash.display()
+                    ));
+                "virtio-blk-device,drive=disk"
+            }
+            Firmware::Ovmf { code, .. } => {
+                cmd.args(["-accel", "tcg", "-m", "512", "-nodefaults", "-no-reboot"])
+                    .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+                    .arg("-drive")
+                    .arg(format!(
+                        "if=pflash,format=raw,readonly=on,file={}",
+                        code.display()
+                    ))
+                    .arg("-drive")
+                    .arg(format!(
+                        "if=pflash,format=raw,file={}",
+                        self.vars().display()
+                    ));
+                "virtio-blk-pci,drive=disk,bootindex=0"
+            }
+        }
+    }
+
     fn command(&self, instruction: &Instruction, pause: &str) -> Command {
         let mut cmd = Command::new(&self.qemu);
-        cmd.args([
-            "-M",
-            "virt",
-            "-cpu",
-            "cortex-a57",
-            "-m",
-            "512",
-            "-accel",
-            "tcg",
-        ])
-        .arg("-bios")
-        .arg(&self.firmware)
-        .args(["-nographic", "-no-reboot", "-nic", "none"])
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,index=1,readonly=on,file={}",
-            self.flash.display()
-        ))
-        .arg("-drive")
-        .arg(format!(
-            "if=none,format=raw,id=disk,file={}",
-            self.disk.display()
-        ))
-        .args(["-device", "virtio-blk-device,drive=disk"])
-        .arg("-drive")
-        .arg(format!(
-            "if=none,format=raw,id=bundles,readonly=on,file={}",
-            self.bundles.display()
-        ))
-        .args(["-device", "virtio-blk-pci,drive=bundles"])
-        .arg("-fw_cfg")
-        .arg(format!(
-            "name=opt/bascule/cmd,string={}",
-            instruction.text()
-        ))
-        .arg("-fw_cfg")
-        // QEMU refuses an empty string.
-        .arg(format!(
-            "name=opt/bascule/pause,string={}",
-            if pause.is_empty() { "none" } else { pause }
-        ));
+        let disk_device = self.firmware_args(&mut cmd);
+        cmd.arg("-drive")
+            .arg(format!(
+                "if=none,format=raw,id=disk,file={}",
+                self.disk.display()
+            ))
+            .args(["-device", disk_device])
+            .arg("-drive")
+            .arg(format!(
+                "if=none,format=raw,id=bundles,readonly=on,file={}",
+                self.bundles.display()
+            ))
+            .args(["-device", "virtio-blk-pci,drive=bundles"])
+            .arg("-fw_cfg")
+            .arg(format!(
+                "name=opt/bascule/cmd,string={}",
+                instruction.text()
+            ))
+            .arg("-fw_cfg")
+            // QEMU refuses an empty string.
+            .arg(format!(
+                "name=opt/bascule/pause,string={}",
+                if pause.is_empty() { "none" } else { pause }
+            ));
         cmd
     }
 
-    /// Powers the guest on and runs it until it powers off, reboots, or `kill` cuts
-    /// it. `pause` arms the guest bascule's pause points (`BASCULE_TEST_PAUSE`).
+    /// Powers the guest on (with a fresh OVMF vars file on x86_64) and runs it until
+    /// it powers off, reboots, or `kill` cuts it. `pause` arms the guest bascule's
+    /// pause points (`BASCULE_TEST_PAUSE`).
     pub fn boot(
         &mut self,
         instruction: &Instruction,
         pause: &str,
         kill: &Kill,
     ) -> Result<Boot, MachineError> {
-        let boot = run_watched(self.command(instruction, pause), kill)?;
+        let boot = match &self.firmware {
+            Firmware::Uboot { .. } => run_watched(self.command(instruction, pause), kill)?,
+            Firmware::Ovmf { vars_template, .. } => {
+                let vars = self.vars();
+                fs::copy(vars_template, &vars).map_err(io("copying OVMF's vars file"))?;
+                let boot = run_watched(self.command(instruction, pause), kill);
+                fs::remove_file(&vars).map_err(io("removing the boot's OVMF vars file"))?;
+                boot?
+            }
+        };
         self.boots += 1;
         self.log(instruction, kill, &boot)?;
         Ok(boot)
@@ -196,9 +258,13 @@ impl Machine {
             .append(true)
             .open(path)
             .map_err(io(format!("opening {}", path.display())))?;
+        let platform = match self.firmware {
+            Firmware::Uboot { .. } => "",
+            Firmware::Ovmf { .. } => "x86_64 ",
+        };
         writeln!(
             file,
-            "==== boot {} ({instruction:?}, {kill:?}): {:?}{} ====",
+            "==== {platform}boot {} ({instruction:?}, {kill:?}): {:?}{} ====",
             self.boots,
             boot.elapsed,
             if boot.killed { ", KILLED" } else { "" }

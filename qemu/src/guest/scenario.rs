@@ -22,16 +22,17 @@ use bascule::slot::state::SlotState;
 use bascule_partitions::SlotName;
 
 use super::config::ATTEMPTS;
+use super::error::GuestError;
 use super::host::{HostSnapshot, HostView};
 use super::machine::{section, Boot, Instruction, Kill, Machine, Markers};
 use super::rootfs::{Release, V1, V2, V3};
-use super::world::{guest_bundle_path, security_version, World, WorldError};
+use super::world::{guest_bundle_path, security_version, World};
 
 /// A scenario that did not go as stated.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error(transparent)]
-    World(#[from] WorldError),
+    World(#[from] GuestError),
     #[error("{step}: {what}\n---- console of that boot ----\n{console}")]
     Expectation {
         step: String,
@@ -60,7 +61,7 @@ pub struct Guest {
 
 impl Guest {
     /// A guest over a copy of `from` (the factory disk when `None`).
-    pub fn new(world: &World, from: Option<&Path>, name: &str) -> Result<Guest, WorldError> {
+    pub fn new(world: &World, from: Option<&Path>, name: &str) -> Result<Guest, GuestError> {
         let disk = world.disk_copy(from, name)?;
         Ok(Guest {
             machine: world.machine(&disk)?,
@@ -85,7 +86,7 @@ impl Guest {
         let boot = self
             .machine
             .boot(instruction, pause, kill)
-            .map_err(WorldError::from)?;
+            .map_err(GuestError::from)?;
         self.timings
             .push((name.to_string(), boot.elapsed, boot.to_health_verdict));
         let markers = Markers::read(&boot.console);
@@ -127,7 +128,7 @@ fn expect(
 pub fn env_disagreement(host: &HostSnapshot) -> Option<String> {
     let ours = |name: &str| name.starts_with("BOOT_") || name.starts_with("BASCULE_");
     let fw: BTreeMap<&str, &str> = host
-        .fw_printenv
+        .env
         .iter()
         .filter(|(k, _)| ours(k))
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -169,7 +170,7 @@ fn slot_version(host: &HostSnapshot, slot: SlotName) -> Option<String> {
 }
 
 fn fw(host: &HostSnapshot, name: &str) -> String {
-    host.fw_printenv.get(name).cloned().unwrap_or_default()
+    host.env.get(name).cloned().unwrap_or_default()
 }
 
 /// Checks the serial console of a boot that should run `slot` with `release`.
@@ -527,7 +528,7 @@ impl<'a> PowerCuts<'a> {
         let boot = g
             .machine
             .boot(&Instruction::Nothing, COMMIT_PAUSE, &Kill::Never)
-            .map_err(WorldError::from)?;
+            .map_err(GuestError::from)?;
         let commit_window = span(&boot, "bg-health begin", "bg-health end", name)?;
         world.remove(&g.disk)?;
         Ok(PowerCuts {
@@ -573,7 +574,7 @@ impl<'a> PowerCuts<'a> {
         let boot = g
             .machine
             .boot(&instruction, pause, &kill)
-            .map_err(WorldError::from)?;
+            .map_err(GuestError::from)?;
         if !boot.killed {
             // The window was wider than this boot's phase (the machine got faster
             // since the calibration): narrow it to what this boot took.

@@ -67,8 +67,9 @@ mod tests {
     #[test]
     fn the_provisioning_layout_places_these_partitions_and_the_grubenv() {
         use crate::guest::factory::{placed, windows};
+        use crate::guest::platform::Platform;
         use bascule_partitions::disk_layout::EnvPlace;
-        let plan = placed(crate::guest::x86::disk::LAYOUT, MIB);
+        let plan = placed(Platform::X86_64.layout(), MIB);
         let want: Vec<_> = PARTS
             .iter()
             .map(|p| (p.name.to_string(), p.start, p.size))
@@ -76,7 +77,7 @@ mod tests {
         assert_eq!(windows(&plan), want);
         assert_eq!(plan.disk_bytes(), DISK_SIZE);
         assert_eq!(plan.partitions[0].type_guid, ESP_TYPE);
-        assert_eq!(plan.compatible, crate::guest::x86::config::COMPATIBLE);
+        assert_eq!(plan.compatible, Platform::X86_64.compatible());
         let env = EnvPlace::Grub {
             path: format!("{ESP_DIR}/grubenv"),
         };

@@ -17,19 +17,18 @@ use std::time::Duration;
 use bascule::slot::state::SlotState;
 use bascule_partitions::SlotName;
 
-use super::error::X86Error;
-use super::host::{HostSnapshot, HostView};
-use super::machine::Machine;
-use super::world::World;
-use crate::guest::machine::{section, Boot, Instruction, Kill, Markers};
+use crate::guest::error::GuestError;
+use crate::guest::host::{HostSnapshot, HostView};
+use crate::guest::machine::{section, Boot, Instruction, Kill, Machine, Markers};
 use crate::guest::rootfs::{Release, V1, V2, V3};
+use crate::guest::world::World;
 use crate::guest::world::{guest_bundle_path, security_version};
 
 /// A scenario that did not go as stated.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error(transparent)]
-    Guest(#[from] X86Error),
+    Guest(#[from] GuestError),
     #[error("{step}: {what}\n---- console of that boot ----\n{console}")]
     Expectation {
         step: String,
@@ -56,7 +55,7 @@ pub struct Guest {
 
 impl Guest {
     /// A guest over a copy of `from` (the factory disk when `None`).
-    pub fn new(world: &World, from: Option<&Path>, name: &str) -> Result<Guest, X86Error> {
+    pub fn new(world: &World, from: Option<&Path>, name: &str) -> Result<Guest, GuestError> {
         let disk = world.disk_copy(from, name)?;
         Ok(Guest {
             machine: world.machine(&disk)?,
@@ -73,7 +72,10 @@ impl Guest {
         instruction: Instruction,
         kill: &Kill,
     ) -> Result<Step, ScenarioError> {
-        let boot = self.machine.boot(&instruction, "", kill)?;
+        let boot = self
+            .machine
+            .boot(&instruction, "", kill)
+            .map_err(GuestError::from)?;
         self.timings
             .push((name.to_string(), boot.elapsed, boot.to_health_verdict));
         let markers = Markers::read(&boot.console);
@@ -143,7 +145,7 @@ fn expect_slot(
 }
 
 fn expect_env(step: &Step, name: &str, var: &str, value: &str) -> Result<(), ScenarioError> {
-    let got = step.host.grubenv.get(var).map(String::as_str);
+    let got = step.host.env.get(var).map(String::as_str);
     expect(
         got == Some(value),
         step,
@@ -374,7 +376,8 @@ pub fn power_cut(world: &World, delay: Duration) -> Result<CutOutcome, ScenarioE
     };
     let boot = g
         .machine
-        .boot(&Instruction::Install(guest_bundle_path(&V2)), "", &kill)?;
+        .boot(&Instruction::Install(guest_bundle_path(&V2)), "", &kill)
+        .map_err(GuestError::from)?;
     let landed = boot.killed && Markers::read(&boot.console).install_rc.is_none();
     let after_cut = g.host.snapshot();
     let name = "the boots after the cut";
@@ -427,7 +430,10 @@ pub fn power_cut(world: &World, delay: Duration) -> Result<CutOutcome, ScenarioE
 fn boot_until_healthy(g: &mut Guest) -> Result<(Boot, usize), ScenarioError> {
     let mut last = None;
     for n in 1..=MAX_BOOTS_AFTER_CUT {
-        let boot = g.machine.boot(&Instruction::Nothing, "", &Kill::Never)?;
+        let boot = g
+            .machine
+            .boot(&Instruction::Nothing, "", &Kill::Never)
+            .map_err(GuestError::from)?;
         if Markers::read(&boot.console).healthy() {
             return Ok((boot, n));
         }
