@@ -1,10 +1,10 @@
-//! Power cuts of the arm64 guest (`src/guest/scenario.rs`, `PowerCuts`): QEMU is
+//! Power cuts of the arm64 guest (`src/guest/power_cuts.rs`, `PowerCuts`): QEMU is
 //! SIGKILLed at seeded random moments of the install's write phase and of the probe's
 //! env commit; the following boots must reach a good slot through the real U-Boot,
 //! with U-Boot, `fw_printenv` and bascule agreeing. `BASCULE_QEMU_CUTS` (default 10)
 //! and `BASCULE_QEMU_SEED` (default 1) change the campaign.
 use bascule_qemu::guest::platform::Platform;
-use bascule_qemu::guest::scenario::PowerCuts;
+use bascule_qemu::guest::power_cuts::PowerCuts;
 use bascule_qemu::guest::world::World;
 
 fn env_or(name: &str, default: u64) -> u64 {

@@ -421,9 +421,9 @@ fn is_verdict(line: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Markers {
     /// The slot the shipped script chose (`bascule: booting slot X`).
-    pub uboot_slot: Option<SlotName>,
+    pub bootloader_slot: Option<SlotName>,
     /// The script found no slot and reset the board.
-    pub uboot_reset: bool,
+    pub bootloader_reset: bool,
     /// The guest's init started: its slot and version.
     pub guest: Option<(SlotName, String)>,
     /// `bascule health`'s exit code, when it returned.
@@ -444,9 +444,9 @@ impl Markers {
         let mut m = Markers::default();
         for line in console.lines().map(str::trim_end) {
             if let Some(rest) = line.strip_prefix("bascule: booting slot ") {
-                m.uboot_slot = rest.get(..1).and_then(|s| s.parse().ok());
+                m.bootloader_slot = rest.get(..1).and_then(|s| s.parse().ok());
             } else if line.starts_with("bascule: no slot has attempts left") {
-                m.uboot_reset = true;
+                m.bootloader_reset = true;
             } else if let Some(rest) = line.strip_prefix("bg-boot slot=") {
                 m.guest = parse_guest(rest);
             } else if let Some(rc) = line.strip_prefix("bg-health end rc=") {
@@ -526,7 +526,7 @@ mod tests {
                        bg-install begin\nbg-install end rc=0\nbg-status begin\nbooted: A\n\
                        bg-status end\nbg-poweroff\n";
         let m = Markers::read(console);
-        assert_eq!(m.uboot_slot, Some(SlotName::A));
+        assert_eq!(m.bootloader_slot, Some(SlotName::A));
         assert_eq!(m.guest, Some((SlotName::A, "1.0.0".into())));
         assert!(m.healthy() && m.powered_off && !m.health_rebooted);
         assert_eq!(m.install_rc, Some(0));
@@ -536,7 +536,7 @@ mod tests {
     #[test]
     fn markers_read_a_failed_probe_and_a_reset() {
         let m = Markers::read("bascule: no slot has attempts left; resetting\n");
-        assert!(m.uboot_reset && m.guest.is_none());
+        assert!(m.bootloader_reset && m.guest.is_none());
         let m =
             Markers::read("bg-boot slot=B version=3.0.0\nbg-health begin\nbg-reboot on_failure\n");
         assert!(m.health_rebooted && !m.healthy());

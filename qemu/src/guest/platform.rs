@@ -2,10 +2,14 @@
 //! `compatible`, the partition numbers of the slots and the data slot, the bootloader
 //! (U-Boot with its redundant env on a partition, or GRUB with its grubenv on the
 //! ESP) and the tool the host reads its env with, the cross target and the layout
-//! file `bascule provision` makes the factory disk from. Everything else of the
-//! guests (world, host view, machine, scenarios) takes a [`Platform`] and asks it.
+//! file `bascule provision` makes the factory disk from, and what the scenarios
+//! expect of the bootloader: its tries per new slot (U-Boot's 3, GRUB's 1) and the
+//! variables its env holds after an install, a confirmation and a failed try.
+//! Everything else of the guests (world, host view, machine, scenarios) takes a
+//! [`Platform`] and asks it.
 use bascule_partitions::SlotName;
 
+use super::config::ATTEMPTS;
 use super::cross::{CrossTarget, ARM64, X86_64};
 use super::layout::{self, Part};
 use super::x86::layout as x86_layout;
@@ -75,6 +79,51 @@ impl Platform {
         match self {
             Platform::Arm64 => "arm64.toml",
             Platform::X86_64 => "x86_64.toml",
+        }
+    }
+
+    /// The boots a new slot gets before the bootloader falls back: U-Boot counts
+    /// `BOOT_x_LEFT` down from the configured attempts, GRUB tries a slot once.
+    pub fn tries(self) -> u8 {
+        match self {
+            Platform::Arm64 => ATTEMPTS,
+            Platform::X86_64 => 1,
+        }
+    }
+
+    /// The env variable and value of a boot order with `first` first.
+    pub fn env_order(self, first: SlotName) -> (String, String) {
+        let var = match self {
+            Platform::Arm64 => "BOOT_ORDER",
+            Platform::X86_64 => "ORDER",
+        };
+        (var.into(), format!("{first} {}", first.other()))
+    }
+
+    /// The env variable and value of `slot` with all its tries ahead (after an
+    /// install, after its probe confirmed it).
+    pub fn env_armed(self, slot: SlotName) -> (String, String) {
+        match self {
+            Platform::Arm64 => (format!("BOOT_{slot}_LEFT"), ATTEMPTS.to_string()),
+            Platform::X86_64 => (format!("{slot}_TRY"), "0".into()),
+        }
+    }
+
+    /// The env after an install into `slot`: `slot` first, bootable, armed.
+    pub fn env_installed(self, slot: SlotName) -> Vec<(String, String)> {
+        let mut vars = vec![self.env_order(slot)];
+        if self == Platform::X86_64 {
+            vars.push((format!("{slot}_OK"), "1".into()));
+        }
+        vars.push(self.env_armed(slot));
+        vars
+    }
+
+    /// The env variable and value after try `n` (from 1) of `slot` failed its probe.
+    pub fn env_tried(self, slot: SlotName, n: u8) -> (String, String) {
+        match self {
+            Platform::Arm64 => (format!("BOOT_{slot}_LEFT"), (ATTEMPTS - n).to_string()),
+            Platform::X86_64 => (format!("{slot}_TRY"), "1".into()),
         }
     }
 }

@@ -5,4 +5,4 @@
 //! with arm64 and takes [`crate::guest::platform::Platform::X86_64`].
 pub mod grub_board;
 pub mod layout;
-pub mod scenario;
+pub mod power_cut;
