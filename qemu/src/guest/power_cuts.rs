@@ -10,7 +10,8 @@ use std::time::Duration;
 use bascule::slot::state::SlotState;
 
 use super::config::ATTEMPTS;
-use super::machine::{Instruction, Kill};
+use super::console::Kill;
+use super::machine::Instruction;
 use super::rootfs::V2;
 use super::step::{env_disagreement, expect, slot_state, slot_version, span, Guest, ScenarioError};
 use super::world::{guest_bundle_path, World};

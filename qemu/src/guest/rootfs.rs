@@ -5,7 +5,7 @@
 //!   for the ESP on x86_64; ext4 is built in), loaded in that order, and
 //!   [`INITRAMFS_INIT`]. Written as a `newc` cpio here.
 //! - **rootfs** ([`build_rootfs`]): an ext4 image (`mkfs.ext4 -d`) of
-//!   [`ROOTFS_SIZE`](super::layout::ROOTFS_SIZE) with busybox and its applet links,
+//!   [`ROOTFS_SIZE`] with busybox and its applet links,
 //!   the static bascule, `/etc/bascule/system.toml` (the health checks are the
 //!   image's: [`Release::healthy`]), the keyring, the kernel and `/boot/initrd.img`
 //!   (where the board's script loads them: `/boot/Image` on arm64, `/boot/vmlinuz` on

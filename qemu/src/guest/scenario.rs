@@ -16,7 +16,8 @@
 use bascule::slot::state::SlotState;
 use bascule_partitions::SlotName;
 
-use super::machine::{section, Instruction};
+use super::console::section;
+use super::machine::Instruction;
 use super::platform::Platform;
 use super::rootfs::{V1, V2, V3};
 use super::step::{
@@ -44,6 +45,15 @@ fn disk_name(platform: Platform, scenario: &str) -> String {
         Platform::Arm64 => scenario.to_string(),
         Platform::X86_64 => format!("x86-{scenario}"),
     }
+}
+
+/// Boots with no instruction: the bootloader must run v2 in B, whose probe passes.
+fn v2_boots_in_b(g: &mut Guest, name: &str) -> Result<Step, ScenarioError> {
+    let s = g.step(name, Instruction::Nothing)?;
+    expect_booted(&s, name, SlotName::B, &V2)?;
+    let pass = s.markers.health_rc == Some(0);
+    expect(pass, &s, name, "v2's probe should pass")?;
+    Ok(s)
 }
 
 /// The update scenario on a fresh factory disk; returns the guest (v2 confirmed in B).
@@ -76,14 +86,7 @@ pub fn update(world: &World) -> Result<Guest, ScenarioError> {
         "update 2: {} boots v2 in B and the probe confirms it",
         p.bootloader()
     );
-    let s = g.step(name, Instruction::Nothing)?;
-    expect_booted(&s, name, SlotName::B, &V2)?;
-    expect(
-        s.markers.health_rc == Some(0),
-        &s,
-        name,
-        "v2's probe should pass",
-    )?;
+    let s = v2_boots_in_b(&mut g, name)?;
     expect_slot(&s, name, SlotName::B, "good", |st| *st == SlotState::Good)?;
     expect_floor(&s, name, security_version(&V2))?;
     expect_vars(&s, name, &[p.env_armed(SlotName::B)])?;
@@ -96,10 +99,7 @@ pub fn update(world: &World) -> Result<Guest, ScenarioError> {
     )?;
 
     let name = "update 3: a later boot keeps B";
-    let s = g.step(name, Instruction::Nothing)?;
-    expect_booted(&s, name, SlotName::B, &V2)?;
-    let pass = s.markers.health_rc == Some(0);
-    expect(pass, &s, name, "v2's probe should pass again")?;
+    let s = v2_boots_in_b(&mut g, name)?;
     expect_slot(&s, name, SlotName::B, "good", |st| *st == SlotState::Good)?;
     let vars = [p.env_order(SlotName::B), p.env_armed(SlotName::B)];
     expect_vars(&s, name, &vars)?;
@@ -150,14 +150,7 @@ fn fallback(g: &mut Guest, floor: u32) -> Result<(), ScenarioError> {
         p.tries() + 2,
         p.bootloader()
     );
-    let s = g.step(name, Instruction::Nothing)?;
-    expect_booted(&s, name, SlotName::B, &V2)?;
-    expect(
-        s.markers.health_rc == Some(0),
-        &s,
-        name,
-        "v2's probe should pass",
-    )?;
+    let s = v2_boots_in_b(g, name)?;
     expect_slot(&s, name, SlotName::A, "bad", |st| {
         matches!(st, SlotState::Bad { .. })
     })?;

@@ -10,9 +10,10 @@ use std::time::Duration;
 use bascule::slot::state::SlotState;
 use bascule_partitions::SlotName;
 
+use super::console::{Boot, Kill, Markers};
 use super::error::GuestError;
 use super::host::{HostSnapshot, HostView};
-use super::machine::{Boot, Instruction, Kill, Machine, Markers};
+use super::machine::{Instruction, Machine};
 use super::platform::Platform;
 use super::rootfs::Release;
 use super::world::World;

@@ -9,7 +9,7 @@
 //! 2. `set timeout=3` becomes `set timeout=0` (no menu countdown at every boot);
 //! 3. the serial console (`console=ttyS0`) is added to `CMDLINE`;
 //! 4. every menu entry first prints `bascule: booting slot X` (the marker the arm64
-//!    U-Boot script prints, read by [`crate::guest::machine::Markers`]); the entry must
+//!    U-Boot script prints, read by [`crate::guest::console::Markers`]); the entry must
 //!    load its kernel from the slot's partition of [`super::layout`].
 //!
 //! The kernel paths of the entries (`/boot/vmlinuz`, `/boot/initrd.img` in the slot's

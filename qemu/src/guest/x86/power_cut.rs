@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bascule_partitions::SlotName;
 
-use crate::guest::machine::{Boot, Instruction, Kill, Markers};
+use crate::guest::console::{Boot, Kill, Markers};
+use crate::guest::machine::Instruction;
 use crate::guest::rootfs::V2;
 use crate::guest::step::{expect, slot_version, Guest, ScenarioError, Step};
 use crate::guest::world::{guest_bundle_path, World};
