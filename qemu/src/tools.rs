@@ -35,6 +35,20 @@ pub const UBOOT_QEMU_ARM64: Firmware = Firmware {
     path: "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
     package: "u-boot-qemu",
 };
+/// `qemu-system-x86_64`.
+pub const QEMU_X86_64: Tool = Tool {
+    program: "qemu-system-x86_64",
+    package: "qemu-system-x86",
+};
+/// OVMF's code (read-only pflash) and the vars template copied for every boot.
+pub const OVMF_CODE: Firmware = Firmware {
+    path: crate::grub::OVMF_CODE,
+    package: "ovmf",
+};
+pub const OVMF_VARS: Firmware = Firmware {
+    path: crate::grub::OVMF_VARS,
+    package: "ovmf",
+};
 
 /// A required tool or file is not installed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,12 +2,13 @@
 //! bascule update the guest from v1 to v2 (confirmed), then v3 fails its probe and
 //! rolls back to v2 (`src/guest/scenario.rs`). Needs `scripts/deps --test`; a
 //! missing tool or package fails the test.
+use bascule_qemu::guest::platform::Platform;
 use bascule_qemu::guest::scenario::{rollback, update};
 use bascule_qemu::guest::world::World;
 
 #[test]
 fn update_then_rollback_in_the_guest() {
-    let world = World::build().unwrap_or_else(|e| panic!("building the guest: {e}"));
+    let world = World::build(Platform::Arm64).unwrap_or_else(|e| panic!("building the guest: {e}"));
     println!("guest parts built in {:.1?}", world.build_time);
     let mut g = update(&world).unwrap_or_else(|e| panic!("{e}"));
     rollback(&mut g).unwrap_or_else(|e| panic!("{e}"));

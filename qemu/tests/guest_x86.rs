@@ -1,18 +1,20 @@
 //! The x86_64 UEFI guest end to end: OVMF, the real GRUB running the shipped
 //! `grub.cfg`, a Debian cloud-amd64 kernel and a static x86_64 bascule update the guest
 //! from v1 to v2 (confirmed), then v3 fails its probe and GRUB falls back to v2
-//! (`src/guest/x86/scenario.rs`); then two power cuts during an install. Needs
-//! `scripts/deps --test`; a missing tool or package fails the test.
-use std::time::Instant;
+//! (`src/guest/scenario.rs`); then two power cuts during an install
+//! (`src/guest/x86/power_cut.rs`). Needs `scripts/deps --test`; a missing tool or
+//! package fails the test.
+use std::time::{Duration, Instant};
 
-use std::time::Duration;
-
-use bascule_qemu::guest::x86::scenario::{power_cut, rollback, update};
-use bascule_qemu::guest::x86::world::World;
+use bascule_qemu::guest::platform::Platform;
+use bascule_qemu::guest::scenario::{rollback, update};
+use bascule_qemu::guest::world::World;
+use bascule_qemu::guest::x86::power_cut::power_cut;
 
 #[test]
 fn x86_update_then_rollback_in_the_guest() {
-    let world = World::build().unwrap_or_else(|e| panic!("building the x86_64 guest: {e}"));
+    let world =
+        World::build(Platform::X86_64).unwrap_or_else(|e| panic!("building the x86_64 guest: {e}"));
     println!(
         "x86_64 guest parts built in {:.1?} (cross build {:.1?})",
         world.build_time, world.cross_build_time

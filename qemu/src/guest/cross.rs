@@ -1,6 +1,6 @@
-//! The static aarch64 bascule that runs inside the guest: `cargo zigbuild` of this
-//! checkout for `aarch64-unknown-linux-musl` (zig as the C cross compiler for zstd and
-//! xz), in a target directory of its own outside the clone, then stripped.
+//! The static bascule that runs inside a guest: `cargo zigbuild` of this checkout for
+//! the platform's musl target ([`ARM64`], [`X86_64`]; zig as the C cross compiler for
+//! zstd and xz), in a target directory of its own outside the clone, then stripped.
 //!
 //! It is built with the `test-pause` feature: the power-cut scenario arms its pause
 //! point (`BASCULE_TEST_PAUSE`) to widen the env commit window. Without that variable
@@ -91,17 +91,6 @@ pub enum CrossError {
     },
     #[error("the build left no binary at {0}")]
     Missing(PathBuf),
-}
-
-/// The target directory of the guest build (`BASCULE_GUEST_TARGET_DIR` or
-/// `/var/cache/bascule/target-guest`).
-pub fn target_dir() -> PathBuf {
-    ARM64.target_dir()
-}
-
-/// Builds (or finds up to date) the guest's bascule and returns the stripped binary.
-pub fn build_guest_bascule() -> Result<PathBuf, CrossError> {
-    build_bascule_for(&ARM64)
 }
 
 /// Builds (or finds up to date) bascule for `t` and returns the stripped binary.

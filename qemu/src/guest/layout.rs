@@ -80,36 +80,48 @@ pub const SCRIPT_SECTORS: u64 = 64;
 const _: () = assert!(ENV_COPY_1 + ENV_SIZE <= ENV.size);
 const _: () = assert!(2 * SCRIPT_SECTORS * SECTOR <= SCRIPTS.size);
 
+/// Checks that `parts` are in order and MiB-aligned and leave the backup GPT room in
+/// `disk_size`, and that `platform`'s layout file, placed with images of
+/// `image_size`, makes exactly them on a disk of `disk_size`; returns the plan for
+/// the platform's own checks (unit tests of both layouts).
+#[cfg(test)]
+pub(crate) fn check_layout(
+    platform: crate::guest::platform::Platform,
+    parts: &[Part],
+    disk_size: u64,
+    image_size: u64,
+) -> bascule_partitions::disk_layout::DiskPlan {
+    use crate::guest::factory::{placed, windows};
+    for pair in parts.windows(2) {
+        assert!(pair[0].start + pair[0].size <= pair[1].start, "{pair:?}");
+    }
+    for p in parts {
+        assert_eq!(p.start % MIB, 0, "{p:?}");
+    }
+    let last = parts[parts.len() - 1];
+    assert!(last.start + last.size + 33 * SECTOR <= disk_size);
+    let plan = placed(platform.layout(), image_size);
+    let want: Vec<_> = parts
+        .iter()
+        .map(|p| (p.name.to_string(), p.start, p.size))
+        .collect();
+    assert_eq!(windows(&plan), want);
+    assert_eq!(plan.disk_bytes(), disk_size);
+    assert_eq!(plan.compatible, platform.compatible());
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partitions_are_aligned_ordered_and_fit_the_disk() {
-        for pair in PARTS.windows(2) {
-            assert!(pair[0].start + pair[0].size <= pair[1].start, "{pair:?}");
-        }
-        for p in PARTS {
-            assert_eq!(p.start % MIB, 0, "{p:?}");
-        }
-        let last = PARTS[PARTS.len() - 1];
-        assert!(last.start + last.size + 33 * SECTOR <= DISK_SIZE);
-    }
+    use crate::guest::platform::Platform;
+    use bascule_partitions::disk_layout::EnvPlace;
 
     /// The disk `bascule provision` makes from `qemu/layouts/arm64.toml` is the one
     /// the board script, the configs and the host read.
     #[test]
     fn the_provisioning_layout_places_these_partitions_and_env_copies() {
-        use crate::guest::factory::{placed, windows};
-        use bascule_partitions::disk_layout::EnvPlace;
-        let plan = placed(crate::guest::disk::LAYOUT, SCRIPTS.size);
-        let want: Vec<_> = PARTS
-            .iter()
-            .map(|p| (p.name.to_string(), p.start, p.size))
-            .collect();
-        assert_eq!(windows(&plan), want);
-        assert_eq!(plan.disk_bytes(), DISK_SIZE);
-        assert_eq!(plan.compatible, crate::guest::config::COMPATIBLE);
+        let plan = check_layout(Platform::Arm64, &PARTS, DISK_SIZE, SCRIPTS.size);
         let env = EnvPlace::Uboot {
             offset: ENV.start,
             redundant_offset: Some(ENV.start + ENV_COPY_1),

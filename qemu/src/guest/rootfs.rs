@@ -1,29 +1,29 @@
 //! The guest's root filesystem images and its initramfs, built on the host.
 //!
 //! - **initramfs** ([`write_initramfs`]): busybox, the cloud kernel's modules that
-//!   are not built in (virtio over MMIO and PCI, virtio-blk, `qemu_fw_cfg`; ext4 is
-//!   built in), loaded in [`MODULES`] order, and an `/init` that mounts the `root=` of
-//!   the command line read-only and switches to it. Written as a `newc` cpio here.
+//!   are not built in ([`modules`]: virtio, virtio-blk and `qemu_fw_cfg` on both, FAT
+//!   for the ESP on x86_64; ext4 is built in), loaded in that order, and
+//!   [`INITRAMFS_INIT`]. Written as a `newc` cpio here.
 //! - **rootfs** ([`build_rootfs`]): an ext4 image (`mkfs.ext4 -d`) of
-//!   [`ROOTFS_SIZE`](super::layout::ROOTFS_SIZE) with busybox and its applet links,
-//!   the static aarch64 bascule, `/etc/bascule/system.toml` (the health checks are the
-//!   image's: [`Release::healthy`]), the keyring, `/boot/Image` + `/boot/initrd.img`,
-//!   the app's self-test and [`GUEST_INIT`].
-//!
-//! [`GUEST_INIT`] is one boot: print `bg-boot`, mount the data slot, run `bascule
-//! health` (a failure runs `on_failure`, which reboots through `/sbin/bg-reboot`), do
-//! the per-boot instruction the harness passed with `-fw_cfg` (`install FILE` from the
-//! bundle disk, or nothing), print `bascule status` and `bascule history`, power off.
+//!   [`ROOTFS_SIZE`] with busybox and its applet links,
+//!   the static bascule, `/etc/bascule/system.toml` (the health checks are the
+//!   image's: [`Release::healthy`]), the keyring, the kernel and `/boot/initrd.img`
+//!   (where the board's script loads them: `/boot/Image` on arm64, `/boot/vmlinuz` on
+//!   x86_64, as the shipped `grub.cfg` says), the app's self-test, the platform's
+//!   [`guest_init`] and [`GUEST_REBOOT`].
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::cache::GuestParts;
 use super::config::guest_system_toml;
+use super::init::{guest_init, GUEST_REBOOT, INITRAMFS_INIT};
 use super::layout::ROOTFS_SIZE;
+use super::platform::Platform;
+use super::x86::layout::ESP_MOUNT;
 
-/// Modules the initramfs loads, in order (the cloud kernel's `.ko` files).
-pub const MODULES: [&str; 8] = [
+/// Modules the arm64 initramfs loads, in order (the cloud kernel's `.ko` files).
+const MODULES_ARM64: [&str; 8] = [
     "drivers/virtio/virtio_ring",
     "drivers/virtio/virtio",
     "drivers/virtio/virtio_mmio",
@@ -34,78 +34,44 @@ pub const MODULES: [&str; 8] = [
     "drivers/firmware/qemu_fw_cfg",
 ];
 
+/// Modules the x86_64 initramfs loads, in order (the amd64 cloud kernel's `.ko`).
+const MODULES_X86_64: [&str; 12] = [
+    "drivers/virtio/virtio_ring",
+    "drivers/virtio/virtio",
+    "drivers/virtio/virtio_pci_modern_dev",
+    "drivers/virtio/virtio_pci_legacy_dev",
+    "drivers/virtio/virtio_pci",
+    "drivers/block/virtio_blk",
+    "fs/fat/fat",
+    "fs/fat/vfat",
+    "fs/nls/nls_cp437",
+    "fs/nls/nls_iso8859-1",
+    "fs/nls/nls_ascii",
+    "drivers/firmware/qemu_fw_cfg",
+];
+
+/// The modules the initramfs of `platform` loads (paths under the kernel's
+/// `kernel/`, without `.ko`), in order.
+pub fn modules(platform: Platform) -> &'static [&'static str] {
+    match platform {
+        Platform::Arm64 => &MODULES_ARM64,
+        Platform::X86_64 => &MODULES_X86_64,
+    }
+}
+
+/// Where the rootfs of `platform` holds its kernel (where the board's script loads it).
+fn kernel_path(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Arm64 => "boot/Image",
+        Platform::X86_64 => "boot/vmlinuz",
+    }
+}
+
 /// Busybox applets linked in the rootfs's `/bin`.
 pub const APPLETS: [&str; 14] = [
     "sh", "mount", "umount", "cat", "echo", "sed", "poweroff", "reboot", "sleep", "mkdir", "ls",
     "sync", "dmesg", "tail",
 ];
-
-/// The initramfs's `/init`.
-pub const INITRAMFS_INIT: &str = r#"#!/bin/busybox sh
-b=/bin/busybox
-$b mount -t proc proc /proc
-$b mount -t sysfs sysfs /sys
-$b mount -t devtmpfs devtmpfs /dev
-for m in $($b cat /lib/modules/order); do
-  $b insmod /lib/modules/$m.ko || echo "bg-initramfs: insmod $m failed"
-done
-root=$($b sed -n 's/.* root=\([^ ]*\).*/\1/p' /proc/cmdline)
-i=0
-while [ ! -b "$root" ] && [ $i -lt 200 ]; do $b sleep 0.05; i=$((i+1)); done
-if ! $b mount -t ext4 -o ro "$root" /newroot; then
-  echo "bg-error the initramfs cannot mount root $root"
-  $b poweroff -f
-fi
-$b mount --move /dev /newroot/dev
-$b umount /proc /sys
-exec $b switch_root /newroot /sbin/init
-"#;
-
-/// The rootfs's `/sbin/init`: one boot (see the module docs).
-pub const GUEST_INIT: &str = r#"#!/bin/sh
-export PATH=/bin:/sbin:/usr/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /run
-slot=$(sed -n 's/.*bascule\.slot=\([AB]\).*/\1/p' /proc/cmdline)
-echo "bg-boot slot=$slot version=$(cat /etc/bascule-version)"
-fwcfg=/sys/firmware/qemu_fw_cfg/by_name/opt/bascule
-cmd=$(cat $fwcfg/cmd/raw 2>/dev/null)
-pause=$(cat $fwcfg/pause/raw 2>/dev/null)
-[ -n "$pause" ] && [ "$pause" != none ] && export BASCULE_TEST_PAUSE="$pause"
-if ! mount -t ext4 /dev/vda5 /data; then
-  echo "bg-error the data slot does not mount"
-  poweroff -f
-fi
-echo "bg-health begin"
-bascule health
-echo "bg-health end rc=$?"
-case "$cmd" in
-  "install "*)
-    mount -t ext4 -o ro /dev/vdb /bundles || echo "bg-error the bundle disk does not mount"
-    echo "bg-install begin"
-    bascule install --progress log "${cmd#install }"
-    echo "bg-install end rc=$?"
-    umount /bundles
-    ;;
-  ""|none) ;;
-  *) echo "bg-error unknown instruction: $cmd" ;;
-esac
-echo "bg-status begin"
-bascule status
-echo "bg-status end"
-echo "bg-history begin"
-bascule history
-echo "bg-history end"
-umount /data
-echo "bg-poweroff"
-poweroff -f
-"#;
-
-/// `reboot_command` of the guest's `[health]`: a marker, then a hard reboot (QEMU
-/// runs with `-no-reboot`, so the run ends and the harness starts the next boot).
-pub const GUEST_REBOOT: &str = "#!/bin/sh\necho \"bg-reboot on_failure\"\nexec reboot -f\n";
 
 /// One release of the guest's rootfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,16 +113,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RootfsError {
     move |source| RootfsError::Io { what, source }
 }
 
-/// Writes the initramfs (a `newc` cpio, uncompressed) to `out`.
-pub fn write_initramfs(parts: &GuestParts, out: &Path) -> Result<(), RootfsError> {
-    write_initramfs_with(parts, &MODULES, out)
-}
-
-/// [`write_initramfs`] loading `modules` (paths under the kernel's `kernel/`, without
-/// `.ko`) in this order: another platform's list.
-pub fn write_initramfs_with(
+/// Writes the initramfs of `platform` (a `newc` cpio, uncompressed) to `out`.
+pub fn write_initramfs(
+    platform: Platform,
     parts: &GuestParts,
-    modules: &[&str],
     out: &Path,
 ) -> Result<(), RootfsError> {
     let mut cpio = Newc::default();
@@ -167,7 +127,7 @@ pub fn write_initramfs_with(
     cpio.file("bin/busybox", 0o755, &busybox);
     cpio.file("init", 0o755, INITRAMFS_INIT.as_bytes());
     let mut order = String::new();
-    for module in modules {
+    for module in modules(platform) {
         let path = parts.modules.join("kernel").join(format!("{module}.ko"));
         let bytes = fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
         let name = module.rsplit('/').next().unwrap_or(module);
@@ -181,6 +141,7 @@ pub fn write_initramfs_with(
 
 /// What every rootfs image holds besides its release.
 pub struct RootfsInputs<'a> {
+    pub platform: Platform,
     pub parts: &'a GuestParts,
     pub bascule: &'a Path,
     pub initramfs: &'a Path,
@@ -235,6 +196,11 @@ fn stage_tree(inputs: &RootfsInputs, release: &Release, tree: &Path) -> Result<(
     ] {
         fs::create_dir_all(tree.join(dir)).map_err(io(format!("creating {dir}")))?;
     }
+    if inputs.platform == Platform::X86_64 {
+        // The ESP's mount point (`/boot/efi`).
+        let esp = ESP_MOUNT.trim_start_matches('/');
+        fs::create_dir_all(tree.join(esp)).map_err(io(format!("creating {esp}")))?;
+    }
     let copy = |from: &Path, to: &str| -> Result<(), RootfsError> {
         fs::copy(from, tree.join(to))
             .map(|_| ())
@@ -242,7 +208,7 @@ fn stage_tree(inputs: &RootfsInputs, release: &Release, tree: &Path) -> Result<(
     };
     copy(&inputs.parts.busybox, "bin/busybox")?;
     copy(inputs.bascule, "bin/bascule")?;
-    copy(&inputs.parts.kernel, "boot/Image")?;
+    copy(&inputs.parts.kernel, kernel_path(inputs.platform))?;
     copy(inputs.initramfs, "boot/initrd.img")?;
     copy(inputs.public_key, "etc/bascule/keys/release.pub")?;
     for applet in APPLETS {
@@ -257,12 +223,15 @@ fn stage_tree(inputs: &RootfsInputs, release: &Release, tree: &Path) -> Result<(
             release.version
         )
     };
-    write_exec(tree, "sbin/init", GUEST_INIT)?;
+    write_exec(tree, "sbin/init", &guest_init(inputs.platform))?;
     write_exec(tree, "sbin/bg-reboot", GUEST_REBOOT)?;
     write_exec(tree, "usr/bin/app-selftest", &selftest)?;
     let files = [
         ("etc/bascule-version", format!("{}\n", release.version)),
-        ("etc/bascule/system.toml", guest_system_toml()),
+        (
+            "etc/bascule/system.toml",
+            guest_system_toml(inputs.platform),
+        ),
     ];
     for (path, text) in files {
         fs::write(tree.join(path), text).map_err(io(format!("writing {path}")))?;

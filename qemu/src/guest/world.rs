@@ -1,7 +1,9 @@
-//! Everything the scenarios share, built once per run in a work directory under the
-//! cache: the guest's bascule, the initramfs, the rootfs images v1-v3, a signing key,
-//! the signed bundles of v1-v3 (v2 and v3 on the bundle disk), the board's pflash and
-//! boot scripts, and the factory disk (`bascule provision` of v1's bundle). Each scenario boots its own copy of a disk.
+//! Everything a platform's scenarios share, built once per run in a work directory
+//! under the cache: the guest's bascule, the initramfs, the rootfs images v1-v3, a
+//! signing key, the signed bundles of v1-v3 (v2 and v3 on the bundle disk), the
+//! board's files ([`super::disk::board_files`]: U-Boot's pflash and boot scripts, or
+//! `BOOTX64.EFI` and the board's `grub.cfg`) and the factory disk (`bascule provision`
+//! of v1's bundle). Each scenario boots its own copy of a disk.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,49 +11,14 @@ use std::time::{Duration, Instant};
 
 use bascule::bundle::{create_bundle, keygen, load_signing_key, Compression, CreateOptions};
 
-use super::board::{scripts_partition, write_flash};
-use super::cache::{cache_dir, guest_parts, CacheError};
-use super::config::COMPATIBLE;
-use super::cross::{build_guest_bascule, CrossError};
-use super::disk::{build_disk, DiskError, DiskInputs};
-use super::host::{HostError, HostView};
-use super::machine::{Machine, MachineError};
-use super::rootfs::{
-    build_rootfs, write_initramfs, Release, RootfsError, RootfsInputs, V1, V2, V3,
-};
-
-/// Why the shared parts could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum WorldError {
-    #[error(transparent)]
-    Cache(#[from] CacheError),
-    #[error(transparent)]
-    Cross(#[from] CrossError),
-    #[error(transparent)]
-    Rootfs(#[from] RootfsError),
-    #[error(transparent)]
-    Disk(#[from] DiskError),
-    #[error(transparent)]
-    Host(#[from] HostError),
-    #[error(transparent)]
-    Machine(#[from] MachineError),
-    #[error(transparent)]
-    Uboot(#[from] crate::uboot::UbootError),
-    #[error("making the bundle of {version}: {message}")]
-    Bundle { version: String, message: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("{tool} failed: {stderr}")]
-    Tool { tool: &'static str, stderr: String },
-}
-
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> WorldError {
-    let what = what.into();
-    move |source| WorldError::Io { what, source }
-}
+use super::cache::{cache_dir, guest_parts};
+use super::cross::build_bascule_for;
+use super::disk::{board_files, build_disk, DiskInputs};
+use super::error::{io, run, GuestError};
+use super::host::HostView;
+use super::machine::Machine;
+use super::platform::Platform;
+use super::rootfs::{build_rootfs, write_initramfs, Release, RootfsInputs, V1, V2, V3};
 
 /// The security version of each release's bundle (v1 is the factory image: 0).
 pub fn security_version(release: &Release) -> u32 {
@@ -69,83 +36,60 @@ pub fn guest_bundle_path(release: &Release) -> String {
 
 /// The shared parts.
 pub struct World {
+    pub platform: Platform,
     dir: tempfile::TempDir,
-    flash: PathBuf,
+    flash: Option<PathBuf>,
     bundles: PathBuf,
     factory: PathBuf,
     console_log: Option<PathBuf>,
-    /// How long building the parts took (the cross build included).
+    /// How long the cross build of bascule took (seconds when it was up to date).
+    pub cross_build_time: Duration,
+    /// How long building all the parts took (the cross build included).
     pub build_time: Duration,
 }
 
 impl World {
-    /// Builds every shared part (see the module docs).
-    pub fn build() -> Result<World, WorldError> {
+    /// Builds every shared part of `platform` (see the module docs).
+    pub fn build(platform: Platform) -> Result<World, GuestError> {
         let start = Instant::now();
         let work_root = cache_dir().join("work");
         fs::create_dir_all(&work_root).map_err(io("creating the work directory"))?;
+        let prefix = match platform {
+            Platform::Arm64 => "guest-",
+            Platform::X86_64 => "guest-x86-",
+        };
         let dir = tempfile::Builder::new()
-            .prefix("guest-")
+            .prefix(prefix)
             .tempdir_in(&work_root)
             .map_err(io("creating the work directory"))?;
         let w = dir.path();
-        let parts = guest_parts()?;
-        let bascule = build_guest_bascule()?;
-        let initramfs = w.join("initrd.img");
-        write_initramfs(&parts, &initramfs)?;
-        keygen(&w.join("release")).map_err(|e| WorldError::Bundle {
-            version: "(key)".into(),
-            message: e.to_string(),
-        })?;
-        let public_key = w.join("release.pub");
-        let inputs = RootfsInputs {
-            parts: &parts,
-            bascule: &bascule,
-            initramfs: &initramfs,
-            public_key: &public_key,
-        };
-        let bundle_dir = w.join("bundles");
-        fs::create_dir_all(&bundle_dir).map_err(io("creating the bundle directory"))?;
+        let bascule = build_bascule_for(platform.cross())?;
+        let cross_build_time = start.elapsed();
         let factory_bundle = w.join("factory-v1.bundle");
-        for release in [&V1, &V2, &V3] {
-            let image = w.join(format!("rootfs-{}.ext4", release.version));
-            build_rootfs(&inputs, release, w, &image)?;
-            // v1 is the factory release: provisioned, never on the bundle disk.
-            let out = if release == &V1 {
-                factory_bundle.clone()
-            } else {
-                bundle_dir.join(guest_bundle_path(release).trim_start_matches("/bundles/"))
-            };
-            make_bundle(release, &image, &w.join("release.key"), &out)?;
-            fs::remove_file(&image).map_err(io("removing a bundled rootfs image"))?;
-        }
         let bundles = w.join("bundles.ext4");
-        make_bundle_disk(&bundle_dir, &bundles)?;
-        fs::remove_dir_all(&bundle_dir).map_err(io("removing the staged bundles"))?;
-        let flash = w.join("flash1.img");
-        write_flash(&flash)?;
-        let shipped = fs::read_to_string(crate::uboot::shipped_script_path())
-            .map_err(io("reading bootloader/uboot/boot.cmd"))?;
-        let scripts = scripts_partition(&shipped, w)?;
+        make_releases(platform, &bascule, w, &factory_bundle, &bundles)?;
+        let board = board_files(platform, w)?;
         let keyring = w.join("keyring");
         fs::create_dir_all(&keyring).map_err(io("creating the keyring"))?;
-        fs::copy(&public_key, keyring.join("release.pub")).map_err(io("filling the keyring"))?;
+        fs::copy(w.join("release.pub"), keyring.join("release.pub"))
+            .map_err(io("filling the keyring"))?;
         let factory = w.join("factory.img");
-        build_disk(
-            &factory,
-            &DiskInputs {
-                bundle: &factory_bundle,
-                keyring: &keyring,
-                scripts: &scripts,
-                work: &w.join("factory-work"),
-            },
-        )?;
+        let inputs = DiskInputs {
+            platform,
+            bundle: &factory_bundle,
+            keyring: &keyring,
+            board: &board,
+            work: &w.join("factory-work"),
+        };
+        build_disk(&factory, &inputs)?;
         fs::remove_file(&factory_bundle).map_err(io("removing the factory bundle"))?;
         Ok(World {
-            flash,
+            platform,
+            flash: board.flash,
             bundles,
             factory,
             console_log: None,
+            cross_build_time,
             build_time: start.elapsed(),
             dir,
         })
@@ -157,26 +101,21 @@ impl World {
     }
 
     /// A copy of the disk `from` (the factory disk when `None`), named `name`.
-    pub fn disk_copy(&self, from: Option<&Path>, name: &str) -> Result<PathBuf, WorldError> {
+    pub fn disk_copy(&self, from: Option<&Path>, name: &str) -> Result<PathBuf, GuestError> {
         let to = self.dir.path().join(format!("{name}.img"));
-        let res = Command::new("cp")
+        run(Command::new("cp")
             .arg("--sparse=always")
             .arg(from.unwrap_or(&self.factory))
-            .arg(&to)
-            .output()
-            .map_err(io("running cp"))?;
-        if !res.status.success() {
-            return Err(WorldError::Tool {
-                tool: "cp",
-                stderr: String::from_utf8_lossy(&res.stderr).into_owned(),
-            });
-        }
+            .arg(&to))?;
         Ok(to)
     }
 
     /// The machine over `disk`.
-    pub fn machine(&self, disk: &Path) -> Result<Machine, WorldError> {
-        let mut m = Machine::new(&self.flash, disk, &self.bundles)?;
+    pub fn machine(&self, disk: &Path) -> Result<Machine, GuestError> {
+        let mut m = match &self.flash {
+            Some(flash) => Machine::uboot(flash, disk, &self.bundles)?,
+            None => Machine::ovmf(disk, &self.bundles)?,
+        };
         if let Some(log) = &self.console_log {
             m.log_console_to(log.clone());
         }
@@ -184,33 +123,84 @@ impl World {
     }
 
     /// The host's view of `disk`.
-    pub fn host(&self, disk: &Path) -> Result<HostView, WorldError> {
+    pub fn host(&self, disk: &Path) -> Result<HostView, GuestError> {
         let name = disk.file_stem().unwrap_or_default().to_string_lossy();
-        Ok(HostView::new(
-            disk,
-            &self.dir.path().join(format!("host-{name}")),
-        )?)
+        let work = self.dir.path().join(format!("host-{name}"));
+        HostView::new(self.platform, disk, &work)
     }
 
     /// Removes a disk copy.
-    pub fn remove(&self, disk: &Path) -> Result<(), WorldError> {
+    pub fn remove(&self, disk: &Path) -> Result<(), GuestError> {
         fs::remove_file(disk).map_err(io(format!("removing {}", disk.display())))
     }
 }
 
-fn make_bundle(release: &Release, image: &Path, key: &Path, out: &Path) -> Result<(), WorldError> {
-    let err = |message: String| WorldError::Bundle {
-        version: release.version.into(),
+/// Makes the signing key (`w/release.key`, `.pub`), the rootfs image of each release
+/// and its signed bundle: v1's at `factory_bundle`, v2's and v3's on the bundle disk
+/// `bundle_disk`.
+fn make_releases(
+    platform: Platform,
+    bascule: &Path,
+    w: &Path,
+    factory_bundle: &Path,
+    bundle_disk: &Path,
+) -> Result<(), GuestError> {
+    let parts = guest_parts(platform)?;
+    let initramfs = w.join("initrd.img");
+    write_initramfs(platform, &parts, &initramfs)?;
+    keygen(&w.join("release")).map_err(|e| bundle_err("(key)", e.to_string()))?;
+    let inputs = RootfsInputs {
+        platform,
+        parts: &parts,
+        bascule,
+        initramfs: &initramfs,
+        public_key: &w.join("release.pub"),
+    };
+    let bundle_dir = w.join("bundles");
+    fs::create_dir_all(&bundle_dir).map_err(io("creating the bundle directory"))?;
+    for release in [&V1, &V2, &V3] {
+        let image = w.join(format!("rootfs-{}.ext4", release.version));
+        build_rootfs(&inputs, release, w, &image)?;
+        // v1 is the factory release: provisioned, never on the bundle disk.
+        let out = if release == &V1 {
+            factory_bundle.to_path_buf()
+        } else {
+            bundle_dir.join(guest_bundle_path(release).trim_start_matches("/bundles/"))
+        };
+        make_bundle(platform, release, &image, &w.join("release.key"), &out)?;
+        fs::remove_file(&image).map_err(io("removing a bundled rootfs image"))?;
+    }
+    make_bundle_disk(&bundle_dir, bundle_disk)?;
+    fs::remove_dir_all(&bundle_dir).map_err(io("removing the staged bundles"))
+}
+
+fn bundle_err(version: &str, message: String) -> GuestError {
+    GuestError::Bundle {
+        version: version.into(),
         message,
+    }
+}
+
+fn make_bundle(
+    platform: Platform,
+    release: &Release,
+    image: &Path,
+    key: &Path,
+    out: &Path,
+) -> Result<(), GuestError> {
+    let err = |message: String| bundle_err(release.version, message);
+    let build_id = match platform {
+        Platform::Arm64 => format!("qemu-guest-{}", release.version),
+        Platform::X86_64 => format!("qemu-guest-x86_64-{}", release.version),
     };
     let opts = CreateOptions {
         version: release
             .version
             .parse()
             .map_err(|e: semver::Error| err(e.to_string()))?,
-        compatible: COMPATIBLE.into(),
+        compatible: platform.compatible().into(),
         security_version: security_version(release),
-        build_id: format!("qemu-guest-{}", release.version),
+        build_id,
         min_from_version: None,
         images: vec![("rootfs".into(), image.to_path_buf())],
         compression: Compression::Zstd,
@@ -220,31 +210,23 @@ fn make_bundle(release: &Release, image: &Path, key: &Path, out: &Path) -> Resul
     };
     let key = load_signing_key(key).map_err(|e| err(e.to_string()))?;
     create_bundle(&opts, &key, out)
-        .map(|_| ())
+        .map(drop)
         .map_err(|e| err(e.to_string()))
 }
 
 /// An ext4 image holding the bundles (a filesystem, so each file keeps its exact
 /// length: the bundle reader refuses trailing bytes).
-pub fn make_bundle_disk(dir: &Path, out: &Path) -> Result<(), WorldError> {
+pub fn make_bundle_disk(dir: &Path, out: &Path) -> Result<(), GuestError> {
     let bytes: u64 = fs::read_dir(dir)
         .map_err(io("listing the bundles"))?
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
         .sum();
     let kib = (bytes / 1024) * 5 / 4 + 4096;
-    let res = Command::new("mkfs.ext4")
+    run(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", "bundles", "-E", "root_owner=0:0", "-d"])
         .arg(dir)
         .arg(out)
-        .arg(format!("{kib}k"))
-        .output()
-        .map_err(io("running mkfs.ext4 (e2fsprogs)"))?;
-    if !res.status.success() {
-        return Err(WorldError::Tool {
-            tool: "mkfs.ext4",
-            stderr: String::from_utf8_lossy(&res.stderr).into_owned(),
-        });
-    }
+        .arg(format!("{kib}k")))?;
     Ok(())
 }

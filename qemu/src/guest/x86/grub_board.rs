@@ -9,7 +9,7 @@
 //! 2. `set timeout=3` becomes `set timeout=0` (no menu countdown at every boot);
 //! 3. the serial console (`console=ttyS0`) is added to `CMDLINE`;
 //! 4. every menu entry first prints `bascule: booting slot X` (the marker the arm64
-//!    U-Boot script prints, read by [`crate::guest::machine::Markers`]); the entry must
+//!    U-Boot script prints, read by [`crate::guest::console::Markers`]); the entry must
 //!    load its kernel from the slot's partition of [`super::layout`].
 //!
 //! The kernel paths of the entries (`/boot/vmlinuz`, `/boot/initrd.img` in the slot's
@@ -17,8 +17,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::error::{run, X86Error};
 use super::layout::{ESP_DIR, ROOTFS_A, ROOTFS_B};
+use crate::guest::error::{run, GuestError};
 
 /// GRUB modules the shipped script and its entries need.
 pub const GRUB_MODULES: &[&str] = &[
@@ -45,7 +45,7 @@ pub fn shipped_cfg_path() -> PathBuf {
 }
 
 /// The shipped script with the board's lines (see the module docs).
-pub fn board_cfg(shipped: &str) -> Result<String, X86Error> {
+pub fn board_cfg(shipped: &str) -> Result<String, GuestError> {
     let mut out = vec![
         "# Board lines (qemu x86_64 guest): the slots' root devices.".to_string(),
         format!("set bascule_root_A={}", ROOTFS_A.guest_device()),
@@ -96,7 +96,7 @@ pub fn board_cfg(shipped: &str) -> Result<String, X86Error> {
 
 /// The slot an entry boots (its `bascule.slot=`), checked to load its kernel and
 /// initrd from that slot's partition.
-fn entry_slot(body: &[String]) -> Result<char, X86Error> {
+fn entry_slot(body: &[String]) -> Result<char, GuestError> {
     let text = body.join("\n");
     let slot = text
         .split("bascule.slot=")
@@ -114,12 +114,12 @@ fn entry_slot(body: &[String]) -> Result<char, X86Error> {
     Ok(slot)
 }
 
-fn cfg(what: &str) -> X86Error {
-    X86Error::Cfg(what.to_string())
+fn cfg(what: &str) -> GuestError {
+    GuestError::GrubCfg(what.to_string())
 }
 
 /// Builds `BOOTX64.EFI` in `work`.
-pub fn build_efi(work: &Path) -> Result<PathBuf, X86Error> {
+pub fn build_efi(work: &Path) -> Result<PathBuf, GuestError> {
     let efi = work.join("BOOTX64.EFI");
     run(Command::new("grub-mkimage")
         .args(["-O", "x86_64-efi", "-p", &format!("/{ESP_DIR}"), "-o"])
@@ -153,12 +153,12 @@ mod tests {
     #[test]
     fn a_script_without_its_timeout_line_is_refused() {
         let text = shipped().replace("set timeout=3", "set timeout=5");
-        assert!(matches!(board_cfg(&text), Err(X86Error::Cfg(_))));
+        assert!(matches!(board_cfg(&text), Err(GuestError::GrubCfg(_))));
     }
 
     #[test]
     fn an_entry_booting_another_partition_is_refused() {
         let text = shipped().replace("(hd0,gpt3)", "(hd0,gpt4)");
-        assert!(matches!(board_cfg(&text), Err(X86Error::Cfg(_))));
+        assert!(matches!(board_cfg(&text), Err(GuestError::GrubCfg(_))));
     }
 }

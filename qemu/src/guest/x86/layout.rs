@@ -3,7 +3,7 @@
 //! and 3 (the shipped `grub.cfg` boots `(hd0,gpt2)` and `(hd0,gpt3)`) and the data
 //! slot. The disk is made by `bascule provision` from `qemu/layouts/x86_64.toml`; a
 //! test keeps the file and these numbers equal.
-pub use crate::guest::layout::{Part, ROOTFS_SIZE, SECTOR};
+use crate::guest::layout::{Part, ROOTFS_SIZE};
 
 const MIB: u64 = 1 << 20;
 
@@ -49,34 +49,18 @@ pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partitions_are_aligned_ordered_and_fit_the_disk() {
-        for pair in PARTS.windows(2) {
-            assert!(pair[0].start + pair[0].size <= pair[1].start, "{pair:?}");
-        }
-        for p in PARTS {
-            assert_eq!(p.start % MIB, 0, "{p:?}");
-        }
-        const { assert!(DATA.start + DATA.size + 33 * SECTOR <= DISK_SIZE) };
-        const { assert!(ROOTFS_A.number == 2 && ROOTFS_B.number == 3) };
-    }
+    use crate::guest::layout::check_layout;
+    use crate::guest::platform::Platform;
+    use bascule_partitions::disk_layout::EnvPlace;
 
     /// The disk `bascule provision` makes from `qemu/layouts/x86_64.toml` is the one
-    /// GRUB's script, the configs and the host read: an ESP typed as such first.
+    /// GRUB's script, the configs and the host read: an ESP typed as such first, the
+    /// root slots at the partitions the shipped script boots.
     #[test]
     fn the_provisioning_layout_places_these_partitions_and_the_grubenv() {
-        use crate::guest::factory::{placed, windows};
-        use bascule_partitions::disk_layout::EnvPlace;
-        let plan = placed(crate::guest::x86::disk::LAYOUT, MIB);
-        let want: Vec<_> = PARTS
-            .iter()
-            .map(|p| (p.name.to_string(), p.start, p.size))
-            .collect();
-        assert_eq!(windows(&plan), want);
-        assert_eq!(plan.disk_bytes(), DISK_SIZE);
+        const { assert!(ROOTFS_A.number == 2 && ROOTFS_B.number == 3) };
+        let plan = check_layout(Platform::X86_64, &PARTS, DISK_SIZE, MIB);
         assert_eq!(plan.partitions[0].type_guid, ESP_TYPE);
-        assert_eq!(plan.compatible, crate::guest::x86::config::COMPATIBLE);
         let env = EnvPlace::Grub {
             path: format!("{ESP_DIR}/grubenv"),
         };

@@ -1,16 +1,20 @@
-//! The x86_64 guest's error: one variant per kind of failure, wrapping the shared
-//! parts' errors.
+//! The guests' error: one variant per kind of failure, wrapping the errors of the
+//! parts (cache, cross build, rootfs, machine, factory disk, U-Boot board) and naming
+//! the command, the file or the bundle for the rest.
 use std::path::PathBuf;
 
-use crate::guest::cache::CacheError;
-use crate::guest::cross::CrossError;
-use crate::guest::machine::MachineError;
-use crate::guest::rootfs::RootfsError;
+use super::cache::CacheError;
+use super::cross::CrossError;
+use super::data_copy::DataCopyError;
+use super::factory::FactoryError;
+use super::machine::MachineError;
+use super::rootfs::RootfsError;
 use crate::tools::ToolError;
+use crate::uboot::UbootError;
 
-/// Why the x86_64 guest could not be built, booted or read.
+/// Why a guest could not be built, booted or read.
 #[derive(Debug, thiserror::Error)]
-pub enum X86Error {
+pub enum GuestError {
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error(transparent)]
@@ -22,7 +26,11 @@ pub enum X86Error {
     #[error(transparent)]
     Tool(#[from] ToolError),
     #[error(transparent)]
-    Factory(#[from] crate::guest::factory::FactoryError),
+    Factory(#[from] FactoryError),
+    #[error(transparent)]
+    Uboot(#[from] UbootError),
+    #[error(transparent)]
+    DataSlot(#[from] DataCopyError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -35,29 +43,29 @@ pub enum X86Error {
         stderr: String,
     },
     #[error("the shipped grub.cfg: {0}")]
-    Cfg(String),
-    #[error("{what} is {len} bytes, larger than its partition ({max} bytes)")]
-    TooLarge { what: String, len: u64, max: u64 },
+    GrubCfg(String),
+    #[error("the guest's init: {0}")]
+    Init(String),
     #[error("bascule on the host, over {disk}: {message}")]
     Bascule { disk: PathBuf, message: String },
     #[error("making the bundle of {version}: {message}")]
     Bundle { version: String, message: String },
 }
 
-/// Maps an I/O error to [`X86Error::Io`] naming `what` was being done.
-pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> X86Error {
+/// Maps an I/O error to [`GuestError::Io`] naming `what` was being done.
+pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> GuestError {
     let what = what.into();
-    move |source| X86Error::Io { what, source }
+    move |source| GuestError::Io { what, source }
 }
 
-/// Runs `cmd` to its end; its stdout, or [`X86Error::Failed`] with its stderr.
-pub fn run(cmd: &mut std::process::Command) -> Result<Vec<u8>, X86Error> {
+/// Runs `cmd` to its end; its stdout, or [`GuestError::Failed`] with its stderr.
+pub fn run(cmd: &mut std::process::Command) -> Result<Vec<u8>, GuestError> {
     let command = format!("{cmd:?}");
     let out = cmd.output().map_err(io(format!(
         "running {command} (scripts/deps --test installs it)"
     )))?;
     if !out.status.success() {
-        return Err(X86Error::Failed {
+        return Err(GuestError::Failed {
             command,
             status: out.status.to_string(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
