@@ -3,10 +3,10 @@
 //! CLI prints; none prints by itself.
 //!
 //! - this module: [`status`] and the [`SlotSelector`] the commands take;
-//! - [`confirm`]: `mark-good` (confirming the booted slot raises the floor), `mark-bad`;
-//! - [`update`]: `install` and `activate` with the configured hooks and the
+//! - `confirm`: `mark-good` (confirming the booted slot raises the floor), `mark-bad`;
+//! - `update`: `install` and `activate` with the configured hooks and the
 //!   quarantine of releases that failed here;
-//! - [`boot`]: the factory's `init-env` and the simulated power-on of demos and tests.
+//! - `boot`: the factory's `init-env` and the simulated power-on of demos and tests.
 
 use bascule_hal::EnvVars;
 use bascule_partitions::SlotName;
