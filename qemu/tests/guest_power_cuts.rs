@@ -1,6 +1,6 @@
 //! Power cuts of the arm64 guest (`src/guest/power_cuts.rs`, `PowerCuts`): QEMU is
-//! SIGKILLed at seeded random moments of the install's write phase and of the probe's
-//! env commit; the following boots must reach a good slot through the real U-Boot,
+//! SIGKILLed at seeded random moments of the install's write phase, of the probe's
+//! env commit and of U-Boot's own env save (torn between two writes); the following boots must reach a good slot through the real U-Boot,
 //! with U-Boot, `fw_printenv` and bascule agreeing. `BASCULE_QEMU_CUTS` (default 10)
 //! and `BASCULE_QEMU_SEED` (default 1) change the campaign.
 use bascule_qemu::guest::platform::Platform;
@@ -23,8 +23,11 @@ fn power_cuts_in_the_guest_never_brick_or_disagree() {
     let seed = env_or("BASCULE_QEMU_SEED", 1);
     let world = World::build(Platform::Arm64).unwrap_or_else(|e| panic!("building the guest: {e}"));
     let mut campaign = PowerCuts::new(&world, seed).unwrap_or_else(|e| panic!("{e}"));
-    let (install, commit) = campaign.windows();
-    println!("seed {seed}; windows: install write {install:.1?}, probe commit {commit:.1?}");
+    let [install, commit, save] = campaign.windows();
+    println!(
+        "seed {seed}; windows: install write {install:.1?}, probe commit {commit:.1?}, \
+         U-Boot's env save {save:.1?}"
+    );
     let counts = campaign
         .run(cuts, |i, c| println!("cut {i}: {c}"))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -125,8 +125,11 @@ fn soak(
     start: Instant,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut campaign = PowerCuts::new(world, seed)?;
-    let (install, commit) = campaign.windows();
-    println!("seed {seed}; windows: install write {install:.1?}, probe commit {commit:.1?}");
+    let [install, commit, save] = campaign.windows();
+    println!(
+        "seed {seed}; windows: install write {install:.1?}, probe commit {commit:.1?}, \
+         U-Boot's env save {save:.1?}"
+    );
     let counts = campaign.run(cuts, |i, c| {
         println!("cut {i}: {c} ({:.0?})", start.elapsed())
     })?;

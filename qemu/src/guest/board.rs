@@ -138,8 +138,8 @@ fn choose_copy() -> String {
     )
 }
 
-/// The board script (see the module docs).
-pub fn board_script() -> String {
+/// The board script (see the module docs), its saves written as `writes` says.
+pub fn board_script(writes: SaveWrites) -> String {
     let copy1_data = RAW_ADDR + ENV_COPY_1;
     let single1 = SINGLE_ADDR + ENV_COPY_1;
     let mut s = format!(
@@ -166,7 +166,7 @@ pub fn board_script() -> String {
     // Again: the import may have brought the previous boot's bh_ values.
     s.push_str(&choose_copy());
     s.push_str("echo bh-board: env copy ${bh_cur} flags ${bh_curf}\n");
-    s.push_str(&board_specifics());
+    s.push_str(&board_specifics(writes));
     s.push_str(&format!(
         "setexpr bh_shipped_lba ${{bh_scr_lba}} + {SCRIPT_SECTORS:#x}\n\
          virtio read {SHIPPED_ADDR:#x} ${{bh_shipped_lba}} {SCRIPT_SECTORS:#x}\n\
@@ -177,8 +177,41 @@ pub fn board_script() -> String {
     s
 }
 
+/// How the board's `bh_save` writes the env copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveWrites {
+    /// One `virtio write` of the whole copy: the board as shipped to the tests.
+    Whole,
+    /// The power-cut campaign's board: the copy's first sector (CRC, flags and the
+    /// first variables), then [`TORN_SAVE_MARKER`] and a pause of
+    /// [`TORN_SAVE_PAUSE_SECS`], then the rest. A cut in the pause leaves the copy
+    /// torn, as a power loss in the middle of a real flash write does.
+    TornPause,
+}
+
+/// What the torn-pause board prints between the two writes of a save.
+pub const TORN_SAVE_MARKER: &str = "bh-board: torn save: first sector written";
+/// The torn-pause board's pause between the two writes, in seconds.
+pub const TORN_SAVE_PAUSE_SECS: u32 = 1;
+/// What every save prints when its copy is written.
+pub const SAVED_MARKER: &str = "bh-board: env saved";
+
+/// The `virtio write` commands of one save of the copy at `${bh_lba}`.
+fn save_writes(writes: SaveWrites) -> String {
+    match writes {
+        SaveWrites::Whole => format!("virtio write {OUT_ADDR:#x} ${{bh_lba}} {ENV_SECTORS:#x}; "),
+        SaveWrites::TornPause => format!(
+            "virtio write {OUT_ADDR:#x} ${{bh_lba}} 1; echo {TORN_SAVE_MARKER}; \
+             sleep {TORN_SAVE_PAUSE_SECS}; setexpr bh_lba2 ${{bh_lba}} + 1; \
+             virtio write {rest_addr:#x} ${{bh_lba2}} {rest:#x}; ",
+            rest_addr = OUT_ADDR + SECTOR,
+            rest = ENV_SECTORS - 1,
+        ),
+    }
+}
+
 /// What the shipped script expects the board to define, and `bh_save`.
-fn board_specifics() -> String {
+fn board_specifics(writes: SaveWrites) -> String {
     let load = |n: u32| {
         format!(
             "setenv bascule_load_{slot} 'load virtio 0:{n} {KERNEL_ADDR:#x} /boot/Image; \
@@ -204,8 +237,8 @@ fn board_specifics() -> String {
          setexpr bh_nf ${{bh_curf}} + 1; mw.b {out_flag:#x} ${{bh_nf}}; \
          if test ${{bh_cur}} = 0; then setexpr bh_lba ${{bh_env_lba}} + {c1:#x}; setenv bh_cur 1; \
          else setenv bh_lba ${{bh_env_lba}}; setenv bh_cur 0; fi; \
-         virtio write {OUT_ADDR:#x} ${{bh_lba}} {ENV_SECTORS:#x}; \
-         setenv bh_curf ${{bh_nf}}; echo bh-board: env saved'\n",
+         {writes}setenv bh_curf ${{bh_nf}}; echo {SAVED_MARKER}'\n",
+        writes = save_writes(writes),
         exp_data = EXPORT_ADDR + 4,
         out_data = OUT_ADDR + 5,
         out_flag = OUT_ADDR + 4,
@@ -214,11 +247,16 @@ fn board_specifics() -> String {
     s
 }
 
-/// The `boot-scripts` partition's content: the board script, then the wrapped
-/// shipped script, each as a `mkimage` script image in its own area.
-pub fn scripts_partition(shipped: &str, work: &Path) -> Result<Vec<u8>, UbootError> {
+/// The `boot-scripts` partition's content: the board script (its saves written as
+/// `writes` says), then the wrapped shipped script, each as a `mkimage` script image
+/// in its own area.
+pub fn scripts_partition(
+    shipped: &str,
+    work: &Path,
+    writes: SaveWrites,
+) -> Result<Vec<u8>, UbootError> {
     let mkimage = crate::tools::MKIMAGE.find()?;
-    let board = mkimage_script(&mkimage, work, "board", &board_script())?;
+    let board = mkimage_script(&mkimage, work, "board", &board_script(writes))?;
     let boot = mkimage_script(&mkimage, work, "boot", &wrap_script(shipped))?;
     let area = (SCRIPT_SECTORS * SECTOR) as usize;
     for (what, image) in [("the board script", &board), ("the boot script", &boot)] {
@@ -242,9 +280,33 @@ mod tests {
 
     #[test]
     fn the_save_writes_the_copy_that_is_not_current() {
-        let s = board_specifics();
+        let s = board_specifics(SaveWrites::Whole);
         assert!(s.contains("if test ${bh_cur} = 0; then setexpr bh_lba ${bh_env_lba} + 0x20"));
         assert!(s.contains(&format!("virtio write {OUT_ADDR:#x} ${{bh_lba}} 0x20")));
+        assert!(!s.contains("sleep"));
+    }
+
+    /// The torn-pause board writes the same 32 sectors, in two writes around its
+    /// marker and pause.
+    #[test]
+    fn the_torn_pause_save_writes_the_copy_in_two_parts() {
+        let s = board_specifics(SaveWrites::TornPause);
+        let first = s
+            .find(&format!("virtio write {OUT_ADDR:#x} ${{bh_lba}} 1;"))
+            .unwrap();
+        let marker = s.find(TORN_SAVE_MARKER).unwrap();
+        let pause = s.find(&format!("sleep {TORN_SAVE_PAUSE_SECS};")).unwrap();
+        let rest = s
+            .find(&format!(
+                "virtio write {:#x} ${{bh_lba2}} 0x1f;",
+                OUT_ADDR + 0x200
+            ))
+            .unwrap();
+        let saved = s.find(SAVED_MARKER).unwrap();
+        assert!(
+            first < marker && marker < pause && pause < rest && rest < saved,
+            "{s}"
+        );
     }
 
     #[test]

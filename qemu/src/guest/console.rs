@@ -170,7 +170,8 @@ fn watch(
     }
 }
 
-/// Records the `bg-` marker lines completed since line start `from`, searching for
+/// Records the marker lines (the guest's `bg-`, the U-Boot board script's
+/// `bh-board:`) completed since line start `from`, searching for
 /// line ends only in bytes past `searched`; returns the new `(from, searched)`.
 fn scan_marks(
     console: &[u8],
@@ -182,7 +183,7 @@ fn scan_marks(
     while let Some(end) = console[at..].iter().position(|&b| b == b'\n') {
         let line = String::from_utf8_lossy(&console[from..at + end]);
         let line = line.trim_end();
-        if line.starts_with("bg-") {
+        if line.starts_with("bg-") || line.starts_with("bh-board:") {
             marks.push((line.to_string(), start.elapsed()));
         }
         from = at + end + 1;

@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::board::{initial_env_text, scripts_partition, write_flash};
+use super::board::{initial_env_text, scripts_partition, write_flash, SaveWrites};
 use super::error::{io, GuestError};
 use super::factory::{provision_disk, Factory};
 use super::platform::Platform;
@@ -26,6 +26,9 @@ pub struct BoardFiles {
     pub sources: Vec<(&'static str, PathBuf)>,
     /// The board's default env, kept by provisioning (arm64 only).
     pub defaults: Option<PathBuf>,
+    /// The boot-scripts partition of the power-cut campaign's board, whose saves
+    /// pause between two writes (arm64 only, [`SaveWrites::TornPause`]).
+    pub torn_save_scripts: Option<PathBuf>,
 }
 
 /// Makes the board's files of `platform` in `work` (see the module docs).
@@ -37,9 +40,17 @@ pub fn board_files(platform: Platform, work: &Path) -> Result<BoardFiles, GuestE
             let shipped = fs::read_to_string(crate::uboot::shipped_script_path())
                 .map_err(io("reading bootloader/uboot/boot.cmd"))?;
             let scripts = work.join("boot-scripts.bin");
+            let torn = work.join("boot-scripts-torn-save.bin");
             let defaults = work.join("u-boot-initial-env");
             for (path, bytes) in [
-                (&scripts, scripts_partition(&shipped, work)?),
+                (
+                    &scripts,
+                    scripts_partition(&shipped, work, SaveWrites::Whole)?,
+                ),
+                (
+                    &torn,
+                    scripts_partition(&shipped, work, SaveWrites::TornPause)?,
+                ),
                 (&defaults, initial_env_text().into_bytes()),
             ] {
                 fs::write(path, bytes).map_err(io(format!("writing {}", path.display())))?;
@@ -48,6 +59,7 @@ pub fn board_files(platform: Platform, work: &Path) -> Result<BoardFiles, GuestE
                 flash: Some(flash),
                 sources: vec![("boot-scripts.bin", scripts)],
                 defaults: Some(defaults),
+                torn_save_scripts: Some(torn),
             })
         }
         Platform::X86_64 => {
@@ -60,6 +72,7 @@ pub fn board_files(platform: Platform, work: &Path) -> Result<BoardFiles, GuestE
                 flash: None,
                 sources: vec![("BOOTX64.EFI", efi), ("grub.cfg", cfg)],
                 defaults: None,
+                torn_save_scripts: None,
             })
         }
     }

@@ -50,6 +50,8 @@ pub enum GuestError {
     Bascule { disk: PathBuf, message: String },
     #[error("making the bundle of {version}: {message}")]
     Bundle { version: String, message: String },
+    #[error("this platform has no {0}")]
+    Unsupported(String),
 }
 
 /// Maps an I/O error to [`GuestError::Io`] naming `what` was being done.

@@ -1,7 +1,9 @@
 //! Power cuts of the arm64 guest ([`PowerCuts`]): SIGKILL of QEMU at a seeded random
-//! moment in the install's write window or in the probe's env commit window (widened
-//! by the test-build pause point); the next boots must reach a good slot through the
-//! real U-Boot (else a *brick*), and U-Boot must boot the slot bascule's model
+//! moment in the install's write window, in the probe's env commit window (widened
+//! by the test-build pause point), or in U-Boot's own save of the env on the first
+//! boot of the pending slot (widened by the campaign's board, whose save pauses
+//! between the copy's first sector and the rest, so the cut tears the copy); the next
+//! boots must reach a good slot through the real U-Boot (else a *brick*), and U-Boot must boot the slot bascule's model
 //! predicts from the disk, `fw_printenv` must read the env bascule reads, and the slot
 //! must run the version bascule recorded for it (else a *disagreement*).
 use std::path::PathBuf;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use bascule::slot::state::SlotState;
 
+use super::board::{SAVED_MARKER, TORN_SAVE_MARKER};
 use super::config::ATTEMPTS;
 use super::console::Kill;
 use super::machine::Instruction;
@@ -24,6 +27,27 @@ pub enum Window {
     /// While the probe of the pending B commits its confirmation (from `bg-health
     /// begin`, with the pause point armed between the env write and its sync).
     ProbeCommit,
+    /// While U-Boot saves the env it changed to try the pending B (from the board's
+    /// [`TORN_SAVE_MARKER`]: the copy's first sector written, the rest not yet).
+    BootloaderSave,
+}
+
+impl Window {
+    /// The windows in the order a campaign takes them, round after round.
+    pub const ALL: [Window; 3] = [
+        Window::InstallWrite,
+        Window::ProbeCommit,
+        Window::BootloaderSave,
+    ];
+
+    /// The console lines that open and close the window.
+    fn markers(self) -> (&'static str, &'static str) {
+        match self {
+            Window::InstallWrite => ("bg-install begin", "bg-install end"),
+            Window::ProbeCommit => ("bg-health begin", "bg-health end"),
+            Window::BootloaderSave => (TORN_SAVE_MARKER, SAVED_MARKER),
+        }
+    }
 }
 
 /// The pause the commit window arms in the guest (`BASCULE_TEST_PAUSE`).
@@ -49,7 +73,7 @@ impl std::fmt::Display for CutCounts {
     }
 }
 
-/// A power-cut campaign: seeded, over two reference disks made by calibration boots.
+/// A power-cut campaign: seeded, over three reference disks made by calibration boots.
 pub struct PowerCuts<'a> {
     world: &'a World,
     rng: SplitMix,
@@ -58,6 +82,9 @@ pub struct PowerCuts<'a> {
     /// A disk with v2 pending in B, and its commit window.
     pending: PathBuf,
     commit_window: Duration,
+    /// That disk with the torn-save board, and its save window.
+    pending_torn_save: PathBuf,
+    save_window: Duration,
     pub counts: CutCounts,
     /// One line per problem found.
     pub findings: Vec<String>,
@@ -81,40 +108,51 @@ impl<'a> PowerCuts<'a> {
         let boot = g.boot(&Instruction::Nothing, COMMIT_PAUSE, &Kill::Never)?;
         let commit_window = span(&boot, "bg-health begin", "bg-health end", name)?;
         world.remove(&g.disk)?;
+        let pending_torn_save = world.disk_copy(Some(&pending), "pending-torn-save")?;
+        world.use_torn_save_board(&pending_torn_save)?;
+        let mut g = Guest::new(world, Some(&pending_torn_save), "calibrate-save")?;
+        let name = "calibrate: U-Boot saves the env in two writes";
+        let boot = g.boot(&Instruction::Nothing, "", &Kill::Never)?;
+        let save_window = span(&boot, TORN_SAVE_MARKER, SAVED_MARKER, name)?;
+        world.remove(&g.disk)?;
         Ok(PowerCuts {
             world,
             rng: SplitMix(seed),
             install_window,
             pending,
             commit_window,
+            pending_torn_save,
+            save_window,
             counts: CutCounts::default(),
             findings: Vec::new(),
         })
     }
 
-    /// The two windows, as calibrated.
-    pub fn windows(&self) -> (Duration, Duration) {
-        (self.install_window, self.commit_window)
+    /// The install, commit and bootloader-save windows, as calibrated.
+    pub fn windows(&self) -> [Duration; 3] {
+        Window::ALL.map(|w| *self.window(w).1)
+    }
+
+    /// The disk a cut in `window` starts from (the factory disk when `None`) and the
+    /// window's calibrated width.
+    fn window(&self, window: Window) -> (Option<&PathBuf>, &Duration) {
+        match window {
+            Window::InstallWrite => (None, &self.install_window),
+            Window::ProbeCommit => (Some(&self.pending), &self.commit_window),
+            Window::BootloaderSave => (Some(&self.pending_torn_save), &self.save_window),
+        }
     }
 
     /// One cut in `window` at a random moment, then recovery; updates the counts.
     pub fn cut(&mut self, index: usize, window: Window) -> Result<(), ScenarioError> {
-        let (from, instruction, pause, marker, width) = match window {
-            Window::InstallWrite => (
-                None,
-                Instruction::Install(guest_bundle_path(&V2)),
-                "",
-                "bg-install begin",
-                self.install_window,
-            ),
-            Window::ProbeCommit => (
-                Some(self.pending.clone()),
-                Instruction::Nothing,
-                COMMIT_PAUSE,
-                "bg-health begin",
-                self.commit_window,
-            ),
+        let (instruction, pause) = match window {
+            Window::InstallWrite => (Instruction::Install(guest_bundle_path(&V2)), ""),
+            Window::ProbeCommit => (Instruction::Nothing, COMMIT_PAUSE),
+            Window::BootloaderSave => (Instruction::Nothing, ""),
         };
+        let (marker, end) = window.markers();
+        let (from, width) = self.window(window);
+        let from = from.cloned();
         let delay = Duration::from_millis(self.rng.below(width.as_millis() as u64 + 1));
         let mut g = Guest::new(self.world, from.as_deref(), &format!("cut-{index}"))?;
         let kill = Kill::After {
@@ -126,12 +164,13 @@ impl<'a> PowerCuts<'a> {
             // The window was wider than this boot's phase (the machine got faster
             // since the calibration): narrow it to what this boot took.
             self.counts.missed += 1;
-            let end = marker.replace("begin", "end");
-            if let Ok(took) = span(&boot, marker, &end, "a missed cut") {
-                match window {
-                    Window::InstallWrite => self.install_window = self.install_window.min(took),
-                    Window::ProbeCommit => self.commit_window = self.commit_window.min(took),
-                }
+            if let Ok(took) = span(&boot, marker, end, "a missed cut") {
+                let width = match window {
+                    Window::InstallWrite => &mut self.install_window,
+                    Window::ProbeCommit => &mut self.commit_window,
+                    Window::BootloaderSave => &mut self.save_window,
+                };
+                *width = (*width).min(took);
             }
         } else {
             self.counts.kills += 1;
@@ -214,7 +253,7 @@ impl<'a> PowerCuts<'a> {
     }
 
     /// Cuts until `n` kills landed (a cut whose moment came after the boot ended is
-    /// tried again, at most `n` times in all), alternating the windows.
+    /// tried again, at most `n` times in all), taking the windows in turn.
     pub fn run(
         &mut self,
         n: usize,
@@ -222,11 +261,7 @@ impl<'a> PowerCuts<'a> {
     ) -> Result<CutCounts, ScenarioError> {
         let mut i = 0;
         while self.counts.kills < n && self.counts.missed <= n {
-            let window = if self.counts.kills.is_multiple_of(2) {
-                Window::InstallWrite
-            } else {
-                Window::ProbeCommit
-            };
+            let window = Window::ALL[self.counts.kills % Window::ALL.len()];
             self.cut(i, window)?;
             progress(i, &self.counts);
             i += 1;
@@ -238,6 +273,7 @@ impl<'a> PowerCuts<'a> {
 impl Drop for PowerCuts<'_> {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.pending);
+        let _ = std::fs::remove_file(&self.pending_torn_save);
     }
 }
 

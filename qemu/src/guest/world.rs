@@ -16,6 +16,7 @@ use super::cross::build_bascule_for;
 use super::disk::{board_files, build_disk, DiskInputs};
 use super::error::{io, run, GuestError};
 use super::host::HostView;
+use super::layout::SCRIPTS;
 use super::machine::Machine;
 use super::platform::Platform;
 use super::rootfs::{build_rootfs, write_initramfs, Release, RootfsInputs, V1, V2, V3};
@@ -39,6 +40,7 @@ pub struct World {
     pub platform: Platform,
     dir: tempfile::TempDir,
     flash: Option<PathBuf>,
+    torn_save_scripts: Option<PathBuf>,
     bundles: PathBuf,
     factory: PathBuf,
     console_log: Option<PathBuf>,
@@ -86,6 +88,7 @@ impl World {
         Ok(World {
             platform,
             flash: board.flash,
+            torn_save_scripts: board.torn_save_scripts,
             bundles,
             factory,
             console_log: None,
@@ -127,6 +130,27 @@ impl World {
         let name = disk.file_stem().unwrap_or_default().to_string_lossy();
         let work = self.dir.path().join(format!("host-{name}"));
         HostView::new(self.platform, disk, &work)
+    }
+
+    /// Gives `disk` the power-cut campaign's board: its U-Boot saves pause between
+    /// the first sector of the env copy and the rest (arm64 only).
+    pub fn use_torn_save_board(&self, disk: &Path) -> Result<(), GuestError> {
+        use std::os::unix::fs::FileExt;
+        let scripts = self
+            .torn_save_scripts
+            .as_ref()
+            .ok_or_else(|| GuestError::Unsupported("a torn-save board on x86_64".into()))?;
+        let bytes = fs::read(scripts).map_err(io(format!("reading {}", scripts.display())))?;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(disk)
+            .map_err(io(format!("opening {}", disk.display())))?;
+        file.write_all_at(&bytes, SCRIPTS.start)
+            .and_then(|()| file.sync_all())
+            .map_err(io(format!(
+                "writing the torn-save board into {}",
+                disk.display()
+            )))
     }
 
     /// Removes a disk copy.
