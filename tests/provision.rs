@@ -276,19 +276,8 @@ fn a_grub_layout_gets_its_env_in_the_esp() {
         return;
     }
     let st = Station::new(GRUB_LAYOUT);
-    let bundle = "rootfs=v1.bascule";
-    let args = [
-        "provision",
-        "--layout",
-        "layout.toml",
-        "--disk",
-        "disk.img",
-        "--bundle",
-        bundle,
-    ];
-    let mut all = args.to_vec();
-    all.extend(["--keyring", "keys", "--report", "report.json"]);
-    st.bascule(&all).ok();
+    let all = ["--report", "report.json"];
+    st.provision_disk("disk.img", &all).ok();
     let grub_cfg = tool_output(
         "mtype",
         &["-i", "disk.img@@1M", "::/EFI/BOOT/grub.cfg"],
@@ -305,7 +294,7 @@ fn a_grub_layout_gets_its_env_in_the_esp() {
         assert!(env.lines().any(|l| l == line), "{line} not in:\n{env}");
     }
     assert!(env.lines().any(|l| l == "BASCULE_A_VERSION=1.0.0"), "{env}");
-    let run = st.bascule(&all).ok();
+    let run = st.provision_disk("disk.img", &all).ok();
     assert!(run.stdout.contains("already provisioned"), "{}", run.stdout);
 }
 
@@ -321,25 +310,14 @@ fn a_gpt_attribute_layout_boots_slot_a() {
             "backend = \"gpt\"",
         );
     let st = Station::new(&layout);
-    let bundle = "rootfs=v1.bascule";
-    let args = [
-        "provision",
-        "--layout",
-        "layout.toml",
-        "--disk",
-        "disk.img",
-        "--bundle",
-        bundle,
-    ];
-    let mut all = args.to_vec();
-    all.extend(["--keyring", "keys", "--report", "report.json", "--verify"]);
-    st.bascule(&all).ok();
+    let all = ["--report", "report.json", "--verify"];
+    st.provision_disk("disk.img", &all).ok();
     let report = st.report();
     assert_eq!(report["env"]["GPT_A_SUCCESSFUL"], "1");
     assert_eq!(report["env"]["GPT_B_PRIORITY"], "0");
     let a = &report["table"]["partitions"][1];
     assert_eq!(a["attributes"].as_u64().unwrap() >> 56 & 1, 1, "{a}");
-    let run = st.bascule(&all).ok();
+    let run = st.provision_disk("disk.img", &all).ok();
     assert!(run.stdout.contains("already provisioned"), "{}", run.stdout);
 }
 
@@ -405,31 +383,18 @@ fn a_loop_device_is_provisioned_like_a_file() {
         return;
     }
     let dev = Loop(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    let bundle = "rootfs=v1.bascule";
-    let args = [
-        "provision",
-        "--layout",
-        "layout.toml",
-        "--disk",
-        &dev.0,
-        "--bundle",
-        bundle,
-    ];
-    let mut all = args.to_vec();
-    all.extend([
-        "--keyring",
-        "keys",
+    let all = [
         "--defaults",
         "initial-env",
         "--report",
         "report.json",
         "--verify",
-    ]);
-    let run = st.bascule(&all).ok();
+    ];
+    let run = st.provision_disk(&dev.0, &all).ok();
     assert!(run.stdout.contains("provisioned"), "{}", run.stdout);
     let json = tool_output("sfdisk", &["--json", &dev.0], st.dir.path());
     assert!(json.contains("\"name\": \"rootfs-a\""), "{json}");
-    let run = st.bascule(&all).ok();
+    let run = st.provision_disk(&dev.0, &all).ok();
     assert!(run.stdout.contains("already provisioned"), "{}", run.stdout);
     drop(dev);
     let a = SLOT_A as usize;

@@ -112,18 +112,7 @@ fn a_mounted_or_missing_target_is_refused() {
         tool::skip_or_fail("no mounted block device to try");
         return;
     };
-    let args = [
-        "provision",
-        "--layout",
-        "layout.toml",
-        "--disk",
-        &dev,
-        "--bundle",
-        "rootfs=v1.bascule",
-    ];
-    let mut all = args.to_vec();
-    all.extend(["--keyring", "keys", "--force"]);
-    st.bascule(&all)
+    st.provision_disk(&dev, &["--force"])
         .fails_with(&["refusing", "mounted", "even with --force"]);
 }
 

@@ -140,21 +140,25 @@ impl Station {
         self.bascule(&all).ok();
     }
 
-    /// `bascule provision` of disk.img with bundle `bundle` plus `extra`.
-    pub fn provision_with(&self, bundle: &str, extra: &[&str]) -> Run {
+    /// `bascule provision` of `disk` with v1's bundle and the keyring, plus `extra`.
+    pub fn provision_disk(&self, disk: &str, extra: &[&str]) -> Run {
+        self.provision_bundle(disk, "v1.bascule", extra)
+    }
+
+    fn provision_bundle(&self, disk: &str, bundle: &str, extra: &[&str]) -> Run {
         let bundle = format!("rootfs={bundle}");
-        let mut args = vec!["provision", "--layout", "layout.toml", "--disk", "disk.img"];
-        args.extend([
-            "--bundle",
-            &bundle,
-            "--keyring",
-            "keys",
-            "--defaults",
-            "initial-env",
-        ]);
-        args.extend(["--report", "report.json"]);
+        let mut args = vec!["provision", "--layout", "layout.toml", "--disk", disk];
+        args.extend(["--bundle", &bundle, "--keyring", "keys"]);
         args.extend(extra);
         self.bascule(&args)
+    }
+
+    /// `bascule provision` of disk.img with bundle `bundle`, the board's defaults and
+    /// the report, plus `extra`.
+    pub fn provision_with(&self, bundle: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["--defaults", "initial-env", "--report", "report.json"];
+        args.extend(extra);
+        self.provision_bundle("disk.img", bundle, &args)
     }
 
     pub fn provision(&self, extra: &[&str]) -> Run {
