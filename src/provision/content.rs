@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bascule_hal::{BlockDevice, FileBlock};
-use bascule_partitions::disk_layout::{BootFs, DiskPlan};
+use bascule_partitions::disk_layout::{BootFs, BootSpec, DiskPlan};
 
+use super::in_place::{raw_images, Place};
 use super::ProvisionError;
 use crate::config::DATA_STATE_SUBDIR;
 
@@ -64,18 +65,21 @@ pub fn write_image(disk: &Path, offset: u64, image: &Path) -> Result<(), Provisi
 
 /// Writes the raw images of the layout: at fixed offsets and at partition starts.
 pub fn write_raw_images(plan: &DiskPlan, disk: &Path) -> Result<usize, ProvisionError> {
-    let mut count = 0;
-    for raw in &plan.raw {
-        write_image(disk, raw.offset, &raw.image)?;
-        count += 1;
-    }
-    for (i, p) in plan.partitions.iter().enumerate() {
-        if let Some((image, _)) = &p.image {
-            write_image(disk, plan.window(i).0, image)?;
-            count += 1;
+    let images = raw_images(plan);
+    for image in &images {
+        if let Place::Disk(offset) = image.place {
+            write_image(disk, offset, &image.source)?;
         }
     }
-    Ok(count)
+    Ok(images.len())
+}
+
+/// The files the layout lists for the boot partition: (source, path in it).
+pub fn boot_files(spec: &BootSpec) -> Vec<(PathBuf, String)> {
+    spec.files
+        .iter()
+        .map(|f| (f.source.clone(), f.path.clone()))
+        .collect()
 }
 
 /// Makes an ext4 file system with the contents of `root` in partition `index`.
@@ -180,12 +184,7 @@ pub fn make_boot(
     let Some((index, spec)) = &plan.boot else {
         return Ok(None);
     };
-    let files: Vec<(PathBuf, String)> = spec
-        .files
-        .iter()
-        .map(|f| (f.source.clone(), f.path.clone()))
-        .collect();
-    stage(root, &files)?;
+    stage(root, &boot_files(spec))?;
     let label = spec.label.clone().unwrap_or_else(|| "BOOT".into());
     match spec.filesystem {
         BootFs::Vfat => make_vfat(plan, disk, *index, &label, root)?,

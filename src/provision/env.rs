@@ -109,24 +109,10 @@ pub fn station_device(
 /// Erases the env copies at raw offsets, so that `init-env` starts from a blank env
 /// (and the board's defaults), not from what a foreign disk left there.
 pub fn erase(plan: &DiskPlan, disk: &Path) -> Result<(), ProvisionError> {
-    let copies = match plan.env {
-        EnvPlace::Uboot {
-            offset,
-            redundant_offset,
-            size,
-        } => vec![Some(offset), redundant_offset]
-            .into_iter()
-            .flatten()
-            .map(|o| (o, size))
-            .collect(),
-        EnvPlace::Native {
-            offset,
-            second_offset,
-            size,
-        } => vec![(offset, size), (second_offset, size)],
-        EnvPlace::Gpt { bascule_env } => vec![plan.window(bascule_env)],
-        EnvPlace::Grub { .. } => Vec::new(),
-    };
+    let mut copies = plan.env.raw_copies();
+    if let EnvPlace::Gpt { bascule_env } = plan.env {
+        copies.push(plan.window(bascule_env));
+    }
     let mut dev = FileBlock::open(disk, 0, None, true)?;
     for (offset, size) in copies {
         dev.write_at(offset, &vec![0u8; size as usize])?;

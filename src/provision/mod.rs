@@ -395,11 +395,7 @@ impl Run<'_> {
     fn content(&self) -> Result<Vec<in_place::Expected>, ProvisionError> {
         let mut expected = in_place::raw_images(self.plan);
         if let Some((index, spec)) = &self.plan.boot {
-            let files: Vec<_> = spec
-                .files
-                .iter()
-                .map(|f| (f.source.clone(), f.path.clone()))
-                .collect();
+            let files = content::boot_files(spec);
             expected.extend(in_place::files_in(*index, spec.filesystem, &files));
         }
         if let Some((index, spec)) = &self.plan.device_config {

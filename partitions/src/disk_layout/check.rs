@@ -43,6 +43,30 @@ pub enum EnvPlace {
     Gpt { bascule_env: usize },
 }
 
+impl EnvPlace {
+    /// The (offset, size) of each env copy that lives at raw disk offsets (U-Boot's
+    /// and the native env); none for the GRUB file or the GPT attributes.
+    pub fn raw_copies(&self) -> Vec<(u64, u64)> {
+        match *self {
+            EnvPlace::Uboot {
+                offset,
+                redundant_offset,
+                size,
+            } => [Some(offset), redundant_offset]
+                .into_iter()
+                .flatten()
+                .map(|o| (o, size))
+                .collect(),
+            EnvPlace::Native {
+                offset,
+                second_offset,
+                size,
+            } => vec![(offset, size), (second_offset, size)],
+            EnvPlace::Grub { .. } | EnvPlace::Gpt { .. } => Vec::new(),
+        }
+    }
+}
+
 /// A raw image at a fixed disk offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawPlan {
@@ -410,7 +434,11 @@ impl DiskLayout {
             {
                 return Err(clash(format!("partition {:?}", plan.partitions[p].name)));
             }
-            if env_ranges(env).iter().any(|&r| overlaps(r, (offset, size))) {
+            if env
+                .raw_copies()
+                .iter()
+                .any(|&r| overlaps(r, (offset, size)))
+            {
                 return Err(clash("the boot env".into()));
             }
             if let Some(r) = out
@@ -457,27 +485,6 @@ impl DiskLayout {
             });
         }
         Ok(Some((index, spec.clone())))
-    }
-}
-
-/// The byte ranges of the env copies that live at raw offsets.
-fn env_ranges(env: &EnvPlace) -> Vec<(u64, u64)> {
-    match *env {
-        EnvPlace::Uboot {
-            offset,
-            redundant_offset,
-            size,
-        } => [Some(offset), redundant_offset]
-            .into_iter()
-            .flatten()
-            .map(|o| (o, size))
-            .collect(),
-        EnvPlace::Native {
-            offset,
-            second_offset,
-            size,
-        } => vec![(offset, size), (second_offset, size)],
-        _ => Vec::new(),
     }
 }
 
